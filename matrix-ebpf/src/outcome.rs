@@ -1,0 +1,60 @@
+//! What the program decided, and counting it: every exit goes through [`Outcome::finish`],
+//! so each packet is counted exactly once by verdict and once by path or drop reason.
+
+use aya_ebpf::bindings::xdp_action;
+use matrix_common::{NeighborStats, VERDICT_DROP, VERDICT_PASS, VERDICT_REDIRECT, VERDICT_TX};
+
+use crate::maps::{COUNTERS, NEIGH_STATS};
+
+#[derive(Clone, Copy)]
+pub enum Outcome {
+    /// Hand to the kernel stack; the slot says which path (pass-through or decap).
+    Pass(u32),
+    /// Drop; the slot is the reason.
+    Drop(u32),
+    /// Send back out of the ingress interface; the slot is the path.
+    Tx(u32),
+    /// `bpf_redirect_map` succeeded; the slot is the path.
+    Redirect(u32),
+}
+
+impl Outcome {
+    #[inline(always)]
+    pub fn finish(self) -> u32 {
+        let (action, verdict, slot) = match self {
+            Outcome::Pass(p) => (xdp_action::XDP_PASS, VERDICT_PASS, p),
+            Outcome::Drop(r) => (xdp_action::XDP_DROP, VERDICT_DROP, r),
+            Outcome::Tx(p) => (xdp_action::XDP_TX, VERDICT_TX, p),
+            Outcome::Redirect(p) => (xdp_action::XDP_REDIRECT, VERDICT_REDIRECT, p),
+        };
+        bump(verdict);
+        bump(slot);
+        action
+    }
+}
+
+#[inline(always)]
+fn bump(slot: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
+        // Per-CPU slot: no other CPU writes it, no atomic needed.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn count_rx(slot: u32, bytes: usize) {
+    if let Some(s) = NEIGH_STATS.get_ptr_mut(slot) {
+        let s: &mut NeighborStats = unsafe { &mut *s };
+        s.rx_packets += 1;
+        s.rx_bytes += bytes as u64;
+    }
+}
+
+#[inline(always)]
+pub fn count_tx(slot: u32, bytes: usize) {
+    if let Some(s) = NEIGH_STATS.get_ptr_mut(slot) {
+        let s: &mut NeighborStats = unsafe { &mut *s };
+        s.tx_packets += 1;
+        s.tx_bytes += bytes as u64;
+    }
+}

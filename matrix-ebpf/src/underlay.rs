@@ -1,0 +1,165 @@
+//! Ingress on underlay interfaces: pass-through, decapsulation, transit.
+
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use matrix_common::{
+    Config, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR,
+    DROP_UNKNOWN_OPTION, ENCAP_HEADROOM, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN,
+    GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN,
+    MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN, UdpHdr, csum,
+};
+
+use crate::{
+    maps::{CONFIG, NEIGH_BY_ADDR},
+    nexthop::next_hop,
+    outcome::{Outcome, count_rx, count_tx},
+    packet::{frame_len, ptr_at},
+    redirect::send,
+};
+
+const IP_OFF: usize = ETH_HDR_LEN;
+const UDP_OFF: usize = IP_OFF + IPV4_HDR_LEN;
+const GENEVE_OFF: usize = UDP_OFF + UDP_HDR_LEN;
+const OPT_OFF: usize = GENEVE_OFF + GENEVE_HDR_LEN;
+const INNER_OFF: usize = OPT_OFF + MATRIX_OPT_LEN;
+
+const PASS: Outcome = Outcome::Pass(PATH_PASSTHROUGH);
+
+#[inline(always)]
+pub fn process(ctx: &XdpContext) -> Outcome {
+    // Steps 1-2 of DESIGN.md section 4: anything that is not IPv4/UDP/6081 is the host's
+    // own traffic and goes to the stack untouched.
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return PASS;
+    };
+    if unsafe { (*eth).ether_type() } != ETH_P_IPV4 {
+        return PASS;
+    }
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, IP_OFF) else {
+        return PASS;
+    };
+    let ip_hdr = unsafe { *ip };
+    // IP options or fragments are never produced by matrix: not ours.
+    if ip_hdr.protocol != IPPROTO_UDP || ip_hdr.version_ihl != 0x45 || ip_hdr.is_fragment() {
+        return PASS;
+    }
+    let Some(udp) = ptr_at::<UdpHdr>(ctx, UDP_OFF) else {
+        return PASS;
+    };
+    if unsafe { (*udp).dst_port() } != GENEVE_PORT {
+        return PASS;
+    }
+    let Some(cfg) = CONFIG.get(0) else {
+        return PASS;
+    };
+    if cfg.node_id == 0 {
+        // Not configured yet: behave as if matrix were not attached.
+        return PASS;
+    }
+
+    // From here on the packet claims to be overlay traffic.
+    let Some(&src_slot) = (unsafe { NEIGH_BY_ADDR.get(ip_hdr.src) }) else {
+        return Outcome::Drop(DROP_UNKNOWN_NEIGHBOR);
+    };
+    let len = frame_len(ctx);
+    let ip_len = ip_hdr.total_len() as usize;
+    if ip_len < INNER_OFF - IP_OFF || IP_OFF + ip_len > len {
+        return Outcome::Drop(DROP_MALFORMED);
+    }
+    let (Some(geneve), Some(opt)) = (
+        ptr_at::<GeneveHdr>(ctx, GENEVE_OFF),
+        ptr_at::<MatrixOpt>(ctx, OPT_OFF),
+    ) else {
+        return Outcome::Drop(DROP_MALFORMED);
+    };
+    let geneve = unsafe { *geneve };
+    if geneve.version() != GENEVE_VERSION
+        || geneve.opt_len() != MATRIX_OPT_LEN
+        || geneve.vni() != cfg.vni
+        || !unsafe { (*opt).is_matrix() }
+    {
+        return Outcome::Drop(DROP_UNKNOWN_OPTION);
+    }
+    let proto = geneve.protocol();
+    if proto != ETH_P_IPV4 && proto != ETH_P_IPV6 {
+        return Outcome::Drop(DROP_UNKNOWN_OPTION);
+    }
+    count_rx(src_slot, len);
+
+    let dst_node = unsafe { (*opt).dst_node() };
+    if dst_node == cfg.node_id {
+        return decapsulate(ctx, proto);
+    }
+    transit(ctx, cfg, ip, opt, ip_len)
+}
+
+/// Strips the outer headers and hands the inner packet to the stack, which routes it to
+/// the workload. The outer Ethernet addresses are kept: the destination is this
+/// interface's own MAC, so the stack accepts the frame as addressed to the host.
+#[inline(always)]
+fn decapsulate(ctx: &XdpContext, proto: u16) -> Outcome {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Outcome::Drop(DROP_MALFORMED);
+    };
+    let mut new_eth = unsafe { *eth };
+    new_eth.ether_type = proto.to_be_bytes();
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, ENCAP_HEADROOM as i32) } != 0 {
+        return Outcome::Drop(DROP_INTERNAL);
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return Outcome::Drop(DROP_INTERNAL);
+    };
+    unsafe { *eth = new_eth };
+    Outcome::Pass(PATH_DECAP)
+}
+
+/// Relays the packet one hop closer to `dst_node` without touching the inner packet.
+#[inline(always)]
+fn transit(
+    ctx: &XdpContext,
+    cfg: &Config,
+    ip: *mut Ipv4Hdr,
+    opt: *mut MatrixOpt,
+    ip_len: usize,
+) -> Outcome {
+    let _ = cfg;
+    let (dst_node, hop_limit, flow_hash) =
+        unsafe { ((*opt).dst_node(), (*opt).hop_limit, (*opt).flow_hash()) };
+    // A packet arriving with hop limit 1 would leave with 0: it has used up its hops.
+    if hop_limit <= 1 {
+        return Outcome::Drop(DROP_EXPIRED);
+    }
+    let hop = match next_hop(dst_node, flow_hash) {
+        Ok(hop) => hop,
+        Err(reason) => return Outcome::Drop(reason),
+    };
+    let nb = &hop.neighbor;
+    if ip_len > nb.mtu as usize {
+        return Outcome::Drop(DROP_TOO_BIG);
+    }
+    let (Some(eth), Some(udp)) = (ptr_at::<EthHdr>(ctx, 0), ptr_at::<UdpHdr>(ctx, UDP_OFF)) else {
+        return Outcome::Drop(DROP_MALFORMED);
+    };
+    unsafe {
+        (*eth).dst = nb.remote_mac;
+        (*eth).src = nb.local_mac;
+        let old = *ip;
+        let mut check = u16::from_be_bytes(old.check);
+        check = csum::update32(check, old.src, nb.local_ipv4);
+        check = csum::update32(check, old.dst, nb.remote_ipv4);
+        check = csum::update16(
+            check,
+            u16::from_be_bytes([old.ttl, old.protocol]),
+            u16::from_be_bytes([OUTER_TTL, old.protocol]),
+        );
+        (*ip).src = nb.local_ipv4;
+        (*ip).dst = nb.remote_ipv4;
+        (*ip).ttl = OUTER_TTL;
+        (*ip).check = check.to_be_bytes();
+        // A zero UDP checksum is valid over IPv4 (RFC 8926 section 3.3); the Geneve
+        // payload changed (hop limit), so any sender checksum would now be wrong.
+        (*udp).check = [0, 0];
+        (*opt).hop_limit = hop_limit - 1;
+    }
+    count_tx(hop.slot, frame_len(ctx));
+    send(ctx, nb.ifindex, PATH_TRANSIT)
+}

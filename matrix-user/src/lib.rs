@@ -1,0 +1,5 @@
+//! matrix userspace: the data-plane facade over the BPF maps, configuration, the agent
+//! and the CLI.
+#![forbid(unsafe_code)]
+
+pub mod dataplane;

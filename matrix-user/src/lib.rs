@@ -2,4 +2,9 @@
 //! and the CLI.
 #![forbid(unsafe_code)]
 
+pub mod agent;
+pub mod cli;
+pub mod config;
 pub mod dataplane;
+pub mod net;
+pub mod node;

@@ -1,9 +1,75 @@
-fn main() -> anyhow::Result<()> {
-    let mut ebpf = aya::Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/matrix")))?;
-    for name in ["matrix_underlay", "matrix_workload", "matrix_pass", "matrix_baseline_tx"] {
-        let p: &mut aya::programs::Xdp = ebpf.program_mut(name).unwrap().try_into()?;
-        p.load()?;
-        println!("{name} loaded");
+//! `matrix`: the agent daemon and its command-line clients.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use matrix_user::{agent, cli, config::Config};
+
+#[derive(Parser)]
+#[command(name = "matrix", version, about = "Overlay routing for fleets of hosts, forwarded in XDP")]
+struct Args {
+    /// Which local node (pin name or NodeId such as 0.1), when a host runs several.
+    #[arg(long, global = true)]
+    node: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: attach the data plane to the configured interfaces and fill its maps.
+    Agent {
+        /// TOML configuration (see README).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Routes: each NodeId prefix with its weighted next hops.
+    Routes,
+    /// Neighbours: underlay address, MAC, and traffic counters.
+    #[command(alias = "neighbours")]
+    Neighbors,
+    /// Packet counters by verdict, path and drop reason, and per neighbour.
+    Stats,
+}
+
+fn main() -> std::process::ExitCode {
+    restore_sigpipe();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    Ok(())
+}
+
+fn run() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let node = args.node.as_deref();
+    match args.command {
+        Command::Agent { config } => {
+            let config = Config::from_file(&config)?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(agent::run(config))
+        }
+        Command::Routes => cli::routes(node, args.json),
+        Command::Neighbors => cli::neighbors(node, args.json),
+        Command::Stats => cli::stats(node, args.json),
+    }
+}
+
+/// Rust ignores SIGPIPE; a CLI piped into `head` should end quietly instead of panicking.
+fn restore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -1,0 +1,217 @@
+//! `matrix agent`, static mode: load and attach the data plane, fill its maps from the
+//! configuration, learn neighbour MACs, and on SIGINT/SIGTERM detach and unpin.
+
+use std::{collections::BTreeSet, io::Write as _, time::Duration};
+
+use anyhow::Context as _;
+use log::{info, warn};
+use matrix_common::{
+    ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet, programs,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    config::Config,
+    dataplane::{self, DataPlane, load::Loaded},
+    net::{self, Interface},
+    node::NodePrefix,
+};
+
+/// How often unresolved neighbours are probed, and resolved ones re-checked.
+const RESOLVE_FAST: Duration = Duration::from_millis(100);
+const RESOLVE_SLOW: Duration = Duration::from_secs(1);
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let dir = dataplane::pin_dir(&config.name);
+    let underlay: Vec<Interface> = config
+        .underlay
+        .iter()
+        .map(|u| net::interface(&u.iface))
+        .collect::<Result<_, _>>()
+        .context("underlay interface")?;
+    let workload: Vec<Interface> = config
+        .workload
+        .iter()
+        .map(|w| net::interface(&w.iface))
+        .collect::<Result<_, _>>()
+        .context("workload interface")?;
+
+    let mut loaded = dataplane::load::load(&dir).context("loading the data plane")?;
+    let result = async {
+        let mut dp = DataPlane::open(&dir)?;
+        fill(&mut dp, &config, &underlay)?;
+        set_workload_mtus(&config, &underlay, &workload);
+        // Maps first, programs second: the first packet already sees every route.
+        for u in &underlay {
+            loaded.attach(programs::UNDERLAY, &u.name)?;
+        }
+        for w in &workload {
+            loaded.attach(programs::WORKLOAD, &w.name)?;
+        }
+        println!(
+            "matrix agent {} (node {}) ready: {} underlay, {} workload interfaces, {} neighbours, {} routes; maps at {}",
+            config.name,
+            config.node,
+            underlay.len(),
+            workload.len(),
+            config.neighbors.len(),
+            config.routes.len(),
+            dir.display()
+        );
+        let _ = std::io::stdout().flush();
+        serve(&mut dp, &config).await
+    }
+    .await;
+    teardown(loaded);
+    result
+}
+
+fn teardown(loaded: Loaded) {
+    let dir = loaded.dir().to_path_buf();
+    match loaded.teardown() {
+        Ok(()) => info!("detached and unpinned {}", dir.display()),
+        Err(e) => warn!("teardown of {}: {e:#}", dir.display()),
+    }
+}
+
+/// Writes config, egress ports, neighbours, overlay prefixes and routes. Entries left
+/// by an earlier agent that the config no longer has are removed after the new ones are
+/// in (make before break).
+fn fill(dp: &mut DataPlane, config: &Config, underlay: &[Interface]) -> anyhow::Result<()> {
+    dp.set_config(matrix_common::Config {
+        node_id: config.node.0,
+        vni: config.vni,
+        hop_limit: config.hop_limit as u32,
+        flags: 0,
+    })?;
+    for u in underlay {
+        dp.add_egress(u.ifindex)?;
+    }
+    let old_neighbors = dp.neighbors()?;
+    for (slot, n) in config.neighbors.iter().enumerate() {
+        let slot = slot as u32;
+        let (iface, ucfg) = underlay
+            .iter()
+            .zip(&config.underlay)
+            .find(|(i, _)| i.name == n.iface)
+            .expect("config validation ties every neighbour to an underlay interface");
+        // Keep a MAC learnt by a previous agent run: forwarding goes on meanwhile.
+        let prev = old_neighbors
+            .iter()
+            .find(|(s, o)| *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0);
+        let (remote_mac, flags) = match prev {
+            Some((_, o)) => (o.remote_mac, o.flags),
+            None => ([0; 6], NEIGHBOR_F_VALID),
+        };
+        dp.set_neighbor(
+            slot,
+            Neighbor {
+                node_id: n.node.0,
+                ifindex: iface.ifindex,
+                mtu: iface.mtu,
+                flags,
+                local_ipv4: ucfg.address.octets(),
+                remote_ipv4: n.address.octets(),
+                local_mac: iface.mac,
+                remote_mac,
+            },
+        )?;
+    }
+    for (slot, _) in old_neighbors {
+        if slot as usize >= config.neighbors.len() {
+            dp.clear_neighbor(slot)?;
+        }
+    }
+
+    for w in &config.workload {
+        for p in &w.prefixes {
+            dp.add_overlay_prefix(*p, config.node)?;
+        }
+    }
+    for (p, owner) in &config.remote_prefixes {
+        dp.add_overlay_prefix(*p, *owner)?;
+    }
+
+    let mut wanted = BTreeSet::new();
+    for r in &config.routes {
+        let members: Vec<(u32, u32)> = r
+            .via
+            .iter()
+            .map(|(id, w)| {
+                let slot = config
+                    .neighbors
+                    .iter()
+                    .position(|n| n.node == *id)
+                    .expect("config validation ties every `via` to a neighbour");
+                (slot as u32, *w)
+            })
+            .collect();
+        dp.install_route(r.dst, NextHopSet::new(&members))?;
+        wanted.insert(r.dst);
+    }
+    let stale: Vec<NodePrefix> = dp
+        .routes()?
+        .into_iter()
+        .map(|r| r.dst)
+        .filter(|d| !wanted.contains(d))
+        .collect();
+    for d in stale {
+        dp.remove_route(d)?;
+    }
+    Ok(())
+}
+
+/// Workloads must send packets that still fit the underlay once encapsulated.
+fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interface]) {
+    let Some(min) = underlay.iter().map(|u| u.mtu).min() else {
+        return;
+    };
+    let want = min.saturating_sub(ENCAP_MTU_OVERHEAD as u32);
+    for w in workload {
+        if w.mtu > want {
+            match net::set_mtu(&w.name, want) {
+                Ok(()) => info!("{}: MTU {} -> {want} (underlay {min} - {ENCAP_MTU_OVERHEAD})", w.name, w.mtu),
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+    let _ = config;
+}
+
+/// Learns neighbour MACs until a signal arrives.
+async fn serve(dp: &mut DataPlane, config: &Config) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    loop {
+        let all_resolved = resolve_neighbors(dp, config)?;
+        let wait = if all_resolved { RESOLVE_SLOW } else { RESOLVE_FAST };
+        tokio::select! {
+            _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()); }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One pass of MAC learning: probe unresolved neighbours, copy MACs the kernel has
+/// resolved (or that changed) into the map. Returns whether all are resolved.
+fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::Result<bool> {
+    let mut all = true;
+    for (slot, n) in config.neighbors.iter().enumerate() {
+        let slot = slot as u32;
+        let cur = dp.neighbor(slot)?;
+        match net::arp_lookup(n.address, &n.iface) {
+            Some(mac) if !cur.usable() || cur.remote_mac != mac => {
+                info!("neighbour {} at {} is {}", n.node, n.address, dataplane::mac_string(mac));
+                dp.resolve_neighbor(slot, mac)?;
+            }
+            Some(_) => {}
+            None => {
+                all = false;
+                net::probe(n.address);
+            }
+        }
+    }
+    Ok(all)
+}

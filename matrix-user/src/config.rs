@@ -1,0 +1,388 @@
+//! The agent's TOML configuration, validated into typed form. Every error names the
+//! field and the value that is wrong.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::node::{NodeId, NodeIdError, NodePrefix};
+
+/// Default VNI of the overlay.
+pub const DEFAULT_VNI: u32 = 1;
+const MAX_VNI: u32 = (1 << 24) - 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("`{field}` = \"{value}\": {source}")]
+    NodeId {
+        field: String,
+        value: String,
+        #[source]
+        source: NodeIdError,
+    },
+    #[error("`{field}` = {value}: {reason}")]
+    Invalid {
+        field: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: String,
+    name: Option<String>,
+    vni: Option<u32>,
+    hop_limit: Option<u32>,
+    #[serde(default)]
+    underlay: Vec<RawUnderlay>,
+    #[serde(default)]
+    workload: Vec<RawWorkload>,
+    #[serde(default)]
+    neighbor: Vec<RawNeighbor>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    remote_prefix: Vec<RawRemotePrefix>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnderlay {
+    iface: String,
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    iface: String,
+    #[serde(default)]
+    prefixes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    node: String,
+    address: String,
+    iface: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    dst: String,
+    via: Vec<String>,
+    weights: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemotePrefix {
+    prefix: String,
+    node: String,
+}
+
+/// A validated agent configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub node: NodeId,
+    /// Name of the pin directory `/sys/fs/bpf/matrix/<name>`.
+    pub name: String,
+    pub vni: u32,
+    pub hop_limit: u8,
+    pub underlay: Vec<Underlay>,
+    pub workload: Vec<Workload>,
+    pub neighbors: Vec<NeighborConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub remote_prefixes: Vec<(IpNet, NodeId)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Underlay {
+    pub iface: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub iface: String,
+    pub prefixes: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighborConfig {
+    pub node: NodeId,
+    pub address: Ipv4Addr,
+    pub iface: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub dst: NodePrefix,
+    /// `(neighbour node, weight)`.
+    pub via: Vec<(NodeId, u32)>,
+}
+
+fn node_id(field: String, value: &str) -> Result<NodeId, ConfigError> {
+    value.parse().map_err(|source| ConfigError::NodeId {
+        field,
+        value: value.to_string(),
+        source,
+    })
+}
+
+fn ipv4(field: String, value: &str) -> Result<Ipv4Addr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(field, format!("\"{value}\""), "not an IPv4 address"))
+}
+
+fn iface_name(field: String, value: &str) -> Result<String, ConfigError> {
+    // IFNAMSIZ is 16 including the NUL.
+    if value.is_empty() || value.len() > 15 || value.contains(['/', ' ']) {
+        return Err(invalid(field, format!("\"{value}\""), "not a valid interface name"));
+    }
+    Ok(value.to_string())
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Toml { source, .. } => ConfigError::Toml {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: "<config>".into(),
+            source,
+        })?;
+        let node = node_id("node".into(), &raw.node)?;
+        let name = match raw.name {
+            Some(n) => {
+                if n.is_empty() || n.contains(['/', ' ', '.']) && n != node.to_string() {
+                    return Err(invalid("name", format!("\"{n}\""), "must be a plain directory name"));
+                }
+                n
+            }
+            None => node.to_string(),
+        };
+        let vni = raw.vni.unwrap_or(DEFAULT_VNI);
+        if vni > MAX_VNI {
+            return Err(invalid("vni", vni, format!("VNI is 24 bits (max {MAX_VNI})")));
+        }
+        let hop_limit = raw
+            .hop_limit
+            .unwrap_or(matrix_common::DEFAULT_HOP_LIMIT as u32);
+        if !(2..=255).contains(&hop_limit) {
+            return Err(invalid("hop_limit", hop_limit, "must be in 2..=255"));
+        }
+
+        let mut underlay = Vec::new();
+        let mut ifaces = HashSet::new();
+        for (i, u) in raw.underlay.iter().enumerate() {
+            let iface = iface_name(format!("underlay[{i}].iface"), &u.iface)?;
+            if !ifaces.insert(iface.clone()) {
+                return Err(invalid(format!("underlay[{i}].iface"), format!("\"{iface}\""), "listed twice"));
+            }
+            let address = ipv4(format!("underlay[{i}].address"), &u.address)?;
+            underlay.push(Underlay { iface, address });
+        }
+        if underlay.is_empty() && !raw.neighbor.is_empty() {
+            return Err(invalid("underlay", "[]", "neighbours are configured but no underlay interface"));
+        }
+
+        let mut workload = Vec::new();
+        let mut local_prefixes = Vec::new();
+        for (i, w) in raw.workload.iter().enumerate() {
+            let iface = iface_name(format!("workload[{i}].iface"), &w.iface)?;
+            if !ifaces.insert(iface.clone()) {
+                return Err(invalid(format!("workload[{i}].iface"), format!("\"{iface}\""), "already used by another [[underlay]] or [[workload]]"));
+            }
+            let mut prefixes = Vec::new();
+            for (j, p) in w.prefixes.iter().enumerate() {
+                let net = parse_prefix(format!("workload[{i}].prefixes[{j}]"), p)?;
+                prefixes.push(net);
+                local_prefixes.push(net);
+            }
+            workload.push(Workload { iface, prefixes });
+        }
+
+        let mut neighbors: Vec<NeighborConfig> = Vec::new();
+        for (i, n) in raw.neighbor.iter().enumerate() {
+            let id = node_id(format!("neighbor[{i}].node"), &n.node)?;
+            if id == node {
+                return Err(invalid(format!("neighbor[{i}].node"), format!("\"{}\"", n.node), "is this node itself"));
+            }
+            if neighbors.iter().any(|x| x.node == id) {
+                return Err(invalid(format!("neighbor[{i}].node"), format!("\"{}\"", n.node), "listed twice"));
+            }
+            let address = ipv4(format!("neighbor[{i}].address"), &n.address)?;
+            let iface = n.iface.clone();
+            if !underlay.iter().any(|u| u.iface == iface) {
+                return Err(invalid(format!("neighbor[{i}].iface"), format!("\"{iface}\""), "is not one of the [[underlay]] interfaces"));
+            }
+            neighbors.push(NeighborConfig { node: id, address, iface });
+        }
+        if neighbors.len() > matrix_common::MAX_NEIGHBORS as usize {
+            return Err(invalid("neighbor", neighbors.len(), format!("at most {} neighbours", matrix_common::MAX_NEIGHBORS)));
+        }
+
+        let mut routes: Vec<RouteConfig> = Vec::new();
+        for (i, r) in raw.route.iter().enumerate() {
+            let dst: NodePrefix = r.dst.parse().map_err(|source| ConfigError::NodeId {
+                field: format!("route[{i}].dst"),
+                value: r.dst.clone(),
+                source,
+            })?;
+            if routes.iter().any(|x| x.dst == dst) {
+                return Err(invalid(format!("route[{i}].dst"), format!("\"{}\"", r.dst), "listed twice"));
+            }
+            if r.via.is_empty() || r.via.len() > matrix_common::MAX_NEXT_HOPS {
+                return Err(invalid(format!("route[{i}].via"), format!("{:?}", r.via), format!("needs 1 to {} next hops", matrix_common::MAX_NEXT_HOPS)));
+            }
+            let weights = match &r.weights {
+                Some(w) if w.len() != r.via.len() => {
+                    return Err(invalid(format!("route[{i}].weights"), format!("{w:?}"), format!("needs one weight per `via` entry ({})", r.via.len())));
+                }
+                Some(w) if w.iter().all(|x| *x == 0) => {
+                    return Err(invalid(format!("route[{i}].weights"), format!("{w:?}"), "all weights are 0"));
+                }
+                Some(w) => w.clone(),
+                None => vec![1; r.via.len()],
+            };
+            let mut via = Vec::new();
+            for (j, v) in r.via.iter().enumerate() {
+                let id = node_id(format!("route[{i}].via[{j}]"), v)?;
+                if !neighbors.iter().any(|n| n.node == id) {
+                    return Err(invalid(format!("route[{i}].via[{j}]"), format!("\"{v}\""), "is not a configured [[neighbor]]"));
+                }
+                via.push((id, weights[j]));
+            }
+            routes.push(RouteConfig { dst, via });
+        }
+
+        let mut remote_prefixes = Vec::new();
+        for (i, p) in raw.remote_prefix.iter().enumerate() {
+            let net = parse_prefix(format!("remote_prefix[{i}].prefix"), &p.prefix)?;
+            let owner = node_id(format!("remote_prefix[{i}].node"), &p.node)?;
+            if local_prefixes.contains(&net) {
+                return Err(invalid(format!("remote_prefix[{i}].prefix"), format!("\"{}\"", p.prefix), "is also a local [[workload]] prefix"));
+            }
+            remote_prefixes.push((net, owner));
+        }
+
+        Ok(Config {
+            node,
+            name,
+            vni,
+            hop_limit: hop_limit as u8,
+            underlay,
+            workload,
+            neighbors,
+            routes,
+            remote_prefixes,
+        })
+    }
+}
+
+fn parse_prefix(field: String, value: &str) -> Result<IpNet, ConfigError> {
+    let net: IpNet = value
+        .parse()
+        .map_err(|_| invalid(field.clone(), format!("\"{value}\""), "not an IP prefix like 10.1.0.0/24 or fd00::/64"))?;
+    if net.trunc() != net {
+        return Err(invalid(field, format!("\"{value}\""), format!("has host bits set (did you mean {}?)", net.trunc())));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "0.1"
+name = "a"
+[[underlay]]
+iface = "u0"
+address = "10.200.0.1"
+[[workload]]
+iface = "w0"
+prefixes = ["10.101.0.0/24", "fd00:1:0::/64"]
+[[neighbor]]
+node = "0.2"
+address = "10.200.0.2"
+iface = "u0"
+[[route]]
+dst = "0.4/32"
+via = ["0.2"]
+[[remote_prefix]]
+prefix = "10.104.0.0/24"
+node = "0.4"
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.node, NodeId::new(0, 1));
+        assert_eq!(c.name, "a");
+        assert_eq!(c.vni, DEFAULT_VNI);
+        assert_eq!(c.hop_limit, 16);
+        assert_eq!(c.routes[0].via, vec![(NodeId::new(0, 2), 1)]);
+        assert_eq!(c.workload[0].prefixes.len(), 2);
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (GOOD.replace("node = \"0.1\"", "node = \"zero\""), "`node` = \"zero\""),
+            (GOOD.replace("10.200.0.1", "10.200.0"), "`underlay[0].address` = \"10.200.0\": not an IPv4 address"),
+            (GOOD.replace("10.101.0.0/24", "10.101.0.1/24"), "`workload[0].prefixes[0]` = \"10.101.0.1/24\": has host bits set"),
+            (GOOD.replace("via = [\"0.2\"]", "via = [\"0.9\"]"), "`route[0].via[0]` = \"0.9\": is not a configured [[neighbor]]"),
+            (GOOD.replace("iface = \"u0\"\n[[route]]", "iface = \"u7\"\n[[route]]"), "`neighbor[0].iface` = \"u7\""),
+            (GOOD.replace("name = \"a\"", "name = \"a\"\nvni = 16777216"), "`vni` = 16777216"),
+            (GOOD.replace("name = \"a\"", "name = \"a\"\nhop_limit = 1"), "`hop_limit` = 1"),
+            (GOOD.replace("name = \"a\"", "name = \"a\"\ncolour = 1"), "unknown field `colour`"),
+        ];
+        for (text, want) in cases {
+            let got = err(&text);
+            assert!(got.contains(want), "want `{want}` in `{got}`");
+        }
+    }
+}

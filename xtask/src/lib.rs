@@ -1,0 +1,8 @@
+//! matrix's own tooling: set-up helpers, the namespace testbed, and what `cargo xtask`
+//! needs to find the workspace's outputs.
+
+pub mod cargo;
+pub mod cmd;
+pub mod routes;
+pub mod testbed;
+pub mod topology;

@@ -1,0 +1,568 @@
+//! The namespace testbed: a fleet of network namespaces joined by veth links, one
+//! `matrix` agent per node, built from a topology file.
+//!
+//! Everything a testbed makes carries its prefix: namespaces `<prefix>-<node>` and
+//! `<prefix>-<node>-w<i>`, pin directories `/sys/fs/bpf/matrix/<prefix>-<node>`, and the
+//! state directory `<target>/testbed/<prefix>/`. `down` removes all of it by that prefix,
+//! so it works on partial state and from another process.
+
+mod agent_config;
+mod agents;
+mod netns;
+mod state;
+
+use std::{
+    ffi::OsStr,
+    fs, io,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Output},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+    time::Duration,
+};
+
+pub use state::{Link, Node, State, Underlay, Workload};
+
+use crate::{
+    cargo,
+    cmd::CmdError,
+    routes,
+    topology::{Topology, TopologyError},
+};
+
+/// Where agents pin their maps and programs.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/matrix";
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const MAX_PREFIX_LEN: usize = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Command(#[from] CmdError),
+    #[error("testbed name `{name}`: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error(
+        "testbed `{prefix}` already exists (namespaces {}); run `cargo xtask testbed down --name {prefix}` first",
+        namespaces.join(", ")
+    )]
+    AlreadyExists {
+        prefix: String,
+        namespaces: Vec<String>,
+    },
+    #[error("no testbed `{prefix}`: {} not found", path.display())]
+    NotFound { prefix: String, path: PathBuf },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {} is not valid", path.display())]
+    State {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "matrix binary {} not found: build it with `cargo xtask build`, or set MATRIX_BIN",
+        path.display()
+    )]
+    MissingBinary { path: PathBuf },
+    #[error("agent of node `{node}` ended ({status}) before it was ready; last lines of {}:\n{tail}", log.display())]
+    AgentExited {
+        node: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error(
+        "agent of node `{node}` not ready after {waited:?} ({detail}); last lines of {}:\n{tail}",
+        log.display()
+    )]
+    AgentNotReady {
+        node: String,
+        waited: Duration,
+        detail: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("testbed `{prefix}` has no node or namespace `{target}` (nodes: {known})")]
+    UnknownTarget {
+        prefix: String,
+        target: String,
+        known: String,
+    },
+    #[error("teardown of testbed `{prefix}` incomplete: {}", failures.join("; "))]
+    Teardown {
+        prefix: String,
+        failures: Vec<String>,
+    },
+}
+
+/// How [`Testbed::up_with`] brings a testbed up.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Start one agent per node and wait for it (off: namespace plumbing only).
+    pub agents: bool,
+    pub matrix_bin: PathBuf,
+    pub ready_timeout: Duration,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            agents: true,
+            matrix_bin: cargo::matrix_bin(),
+            ready_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A running testbed. Dropping it tears it down (also when a test panics); call
+/// [`Testbed::detach`] to leave it running.
+#[derive(Debug)]
+pub struct Testbed {
+    state: State,
+    dir: PathBuf,
+    gone: AtomicBool,
+}
+
+impl Testbed {
+    /// Brings up `topology` under `prefix` with agents, waiting until they are ready.
+    pub fn up(topology: &Path, prefix: &str) -> Result<Testbed, TestbedError> {
+        Self::up_with(topology, prefix, &UpOptions::default())
+    }
+
+    /// Like [`Testbed::up`]; on any error everything made so far is removed.
+    pub fn up_with(
+        topology: &Path,
+        prefix: &str,
+        opts: &UpOptions,
+    ) -> Result<Testbed, TestbedError> {
+        check_prefix(prefix)?;
+        let topo = Topology::load(topology)?;
+        if opts.agents && !opts.matrix_bin.is_file() {
+            return Err(TestbedError::MissingBinary {
+                path: opts.matrix_bin.clone(),
+            });
+        }
+        let existing = netns::owned(prefix)?;
+        if !existing.is_empty() {
+            return Err(TestbedError::AlreadyExists {
+                prefix: prefix.to_string(),
+                namespaces: existing,
+            });
+        }
+        // No namespaces but maybe a stale state dir or pins from a crashed run.
+        down(prefix)?;
+
+        let dir = state_dir(prefix);
+        let topology = fs::canonicalize(topology).unwrap_or_else(|_| topology.to_path_buf());
+        // From here on, dropping `tb` (an early return) removes what exists.
+        let mut tb = Testbed {
+            state: State::plan(&topo, prefix, &topology, &dir),
+            dir,
+            gone: AtomicBool::new(false),
+        };
+        fs::create_dir_all(&tb.dir).map_err(|source| TestbedError::Io {
+            action: "create state directory",
+            path: tb.dir.clone(),
+            source,
+        })?;
+        tb.save()?;
+        netns::create(&tb.state)?;
+
+        let routes = routes::compute(&topo);
+        for (i, node) in tb.state.nodes.iter().enumerate() {
+            let text = agent_config::render(&topo, &tb.state, i, &routes[i]);
+            fs::write(&node.config, text).map_err(|source| TestbedError::Io {
+                action: "write agent config",
+                path: node.config.clone(),
+                source,
+            })?;
+        }
+        if opts.agents {
+            for i in 0..tb.state.nodes.len() {
+                let pid = agents::start(&opts.matrix_bin, &tb.state.nodes[i])?;
+                tb.state.nodes[i].pid = Some(pid);
+                tb.save()?;
+            }
+            let neighbours: Vec<usize> = (0..topo.nodes.len())
+                .map(|i| topo.neighbors(i).len())
+                .collect();
+            agents::wait_ready(
+                &opts.matrix_bin,
+                &tb.state.nodes,
+                &neighbours,
+                opts.ready_timeout,
+            )?;
+        }
+        Ok(tb)
+    }
+
+    fn save(&self) -> Result<(), TestbedError> {
+        let path = self.dir.join("state.json");
+        let tmp = self.dir.join("state.json.tmp");
+        let text = serde_json::to_string_pretty(&self.state).expect("state serializes");
+        fs::write(&tmp, text)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|source| TestbedError::Io {
+                action: "write state file",
+                path,
+                source,
+            })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.state.prefix
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// `<target>/testbed/<prefix>/`: state.json, agent configs and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.state.nodes
+    }
+
+    /// The node named `name` (as in the topology file).
+    ///
+    /// # Panics
+    /// If there is no such node: a test naming a node its topology lacks is wrong.
+    pub fn node(&self, name: &str) -> &Node {
+        self.state.node(name).unwrap_or_else(|| {
+            panic!(
+                "testbed `{}` has no node `{name}` (nodes: {})",
+                self.state.prefix,
+                node_names(&self.state)
+            )
+        })
+    }
+
+    /// Runs `args` in namespace `ns` (a namespace name, or `node` / `node/w<i>`) and
+    /// returns its output, whatever its exit status.
+    ///
+    /// # Panics
+    /// If `ip` cannot be started at all.
+    pub fn exec<I, S>(&self, ns: &str, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let ns = resolve(&self.state, ns).unwrap_or_else(|_| ns.to_string());
+        Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `ip netns exec {ns} ...`: {e}"))
+    }
+
+    /// Stops the agents and removes every namespace, pin directory and state file of
+    /// this testbed. Idempotent.
+    pub fn down(&self) -> Result<(), TestbedError> {
+        self.gone.store(true, Ordering::SeqCst);
+        let result = down(&self.state.prefix);
+        self.state
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid)
+            .for_each(agents::reap);
+        result
+    }
+
+    /// Leaves the testbed running after this handle goes (for `cargo xtask testbed up`).
+    pub fn detach(self) -> State {
+        self.gone.store(true, Ordering::SeqCst);
+        self.state.clone()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if !self.gone.load(Ordering::SeqCst)
+            && let Err(e) = self.down()
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// Tears down testbed `prefix`: stops every process in its namespaces (SIGTERM, then
+/// SIGKILL after 5 s), deletes the namespaces, leftover pin directories and the state
+/// directory. Tolerates any of them being absent; keeps going past failures and
+/// reports them all at the end.
+pub fn down(prefix: &str) -> Result<(), TestbedError> {
+    check_prefix(prefix)?;
+    let mut failures = Vec::new();
+    let namespaces = netns::owned(prefix).unwrap_or_else(|e| {
+        failures.push(e.to_string());
+        Vec::new()
+    });
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for ns in &namespaces {
+        match netns::pids(ns) {
+            Ok(p) => pids.extend(p.into_iter().filter(|&p| p != me)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    // Agents first, while their interfaces still exist: a clean stop detaches and
+    // unpins.
+    let killed = agents::stop(&pids, STOP_GRACE);
+    if !killed.is_empty() {
+        eprintln!(
+            "testbed {prefix}: SIGKILLed {killed:?}, which ignored SIGTERM for {STOP_GRACE:?}"
+        );
+    }
+    for ns in &namespaces {
+        if let Err(e) = netns::delete(ns) {
+            failures.push(e.to_string());
+        }
+    }
+    match fs::read_dir(PIN_ROOT) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if netns::owned_by(prefix, &name.to_string_lossy()) {
+                    let path = entry.path();
+                    if let Err(e) = fs::remove_dir_all(&path) {
+                        failures.push(format!("cannot remove {}: {e}", path.display()));
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => failures.push(format!("cannot list {PIN_ROOT}: {e}")),
+    }
+    let dir = state_dir(prefix);
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => failures.push(format!("cannot remove {}: {e}", dir.display())),
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(TestbedError::Teardown {
+            prefix: prefix.to_string(),
+            failures,
+        })
+    }
+}
+
+/// The saved state of testbed `prefix`.
+pub fn load(prefix: &str) -> Result<State, TestbedError> {
+    check_prefix(prefix)?;
+    let path = state_dir(prefix).join("state.json");
+    let text = fs::read_to_string(&path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => TestbedError::NotFound {
+            prefix: prefix.to_string(),
+            path: path.clone(),
+        },
+        _ => TestbedError::Io {
+            action: "read state file",
+            path: path.clone(),
+            source,
+        },
+    })?;
+    serde_json::from_str(&text).map_err(|source| TestbedError::State { path, source })
+}
+
+/// The state directory of testbed `prefix`.
+pub fn state_dir(prefix: &str) -> PathBuf {
+    testbeds_dir().join(prefix)
+}
+
+fn testbeds_dir() -> PathBuf {
+    cargo::target_dir().join("testbed")
+}
+
+/// Names of the testbeds that have a state directory.
+pub fn list() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(testbeds_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("state.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The namespace named by `target`: a node name, `node/w<i>`, or a namespace name of
+/// the testbed.
+pub fn resolve(state: &State, target: &str) -> Result<String, TestbedError> {
+    let found = match target.split_once('/') {
+        Some((node, w)) => state.node(node).and_then(|n| {
+            let i: usize = w.strip_prefix('w')?.parse().ok()?;
+            n.workloads.get(i).map(|w| w.netns.clone())
+        }),
+        None => state
+            .node(target)
+            .map(|n| n.netns.clone())
+            .or_else(|| state.namespaces().into_iter().find(|ns| ns == target)),
+    };
+    found.ok_or_else(|| TestbedError::UnknownTarget {
+        prefix: state.prefix.clone(),
+        target: target.to_string(),
+        known: node_names(state),
+    })
+}
+
+/// Runs `args` in the namespace named by `target` with the terminal's stdio.
+pub fn exec_interactive(
+    state: &State,
+    target: &str,
+    args: &[String],
+) -> Result<ExitStatus, TestbedError> {
+    let ns = resolve(state, target)?;
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &ns]).args(args);
+    c.status().map_err(|source| {
+        TestbedError::Command(CmdError::Spawn {
+            cmd: crate::cmd::display(&c),
+            source,
+        })
+    })
+}
+
+fn node_names(state: &State) -> String {
+    state
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the agent of `node` is running.
+pub fn agent_running(node: &Node) -> bool {
+    node.pid.is_some_and(|pid| {
+        fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains(&*node.config.to_string_lossy()))
+    })
+}
+
+/// `{"prefix", "nodes": [{"name", "id", "netns", "pin", "running", "workloads": [{"netns", "addr", ...}]}], "links"}`.
+pub fn status_json(state: &State) -> serde_json::Value {
+    let mut v = serde_json::to_value(state).expect("state serializes");
+    for (node, n) in state
+        .nodes
+        .iter()
+        .zip(v["nodes"].as_array_mut().expect("nodes array"))
+    {
+        n["running"] = agent_running(node).into();
+    }
+    v
+}
+
+/// A human table of the testbed.
+pub fn status_table(state: &State) -> String {
+    let mut out = format!("testbed {} ({})\n", state.prefix, state.topology.display());
+    out += &format!(
+        "{:<8} {:<7} {:<22} {:<16} {}\n",
+        "NODE", "ID", "NETNS", "AGENT", "WORKLOADS"
+    );
+    for n in &state.nodes {
+        let agent = match n.pid {
+            Some(pid) if agent_running(n) => format!("pid {pid}"),
+            Some(_) => "exited".into(),
+            None => "-".into(),
+        };
+        let workloads: Vec<String> = n
+            .workloads
+            .iter()
+            .map(|w| format!("{} {} {}", w.netns, w.addr, w.addr6))
+            .collect();
+        let workloads = if workloads.is_empty() {
+            "-".into()
+        } else {
+            workloads.join(", ")
+        };
+        out += &format!(
+            "{:<8} {:<7} {:<22} {:<16} {}\n",
+            n.name, n.id, n.netns, agent, workloads
+        );
+    }
+    out += "LINKS\n";
+    for l in &state.links {
+        out += &format!(
+            "  {}:{} {} <-> {}:{} {} (mtu {})\n",
+            l.a, l.a_iface, l.a_addr, l.b, l.b_iface, l.b_addr, l.mtu
+        );
+    }
+    out
+}
+
+/// Checks that `prefix` is a usable testbed name: it starts every namespace and pin
+/// directory name, and `down` removes by it.
+pub fn check_prefix(prefix: &str) -> Result<(), TestbedError> {
+    let bad = |reason| TestbedError::BadName {
+        name: prefix.to_string(),
+        reason,
+    };
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(bad("must be 1 to 24 characters"));
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("only [a-z0-9-] are allowed"));
+    }
+    if !prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        || prefix.ends_with('-')
+        || prefix.contains("--")
+    {
+        return Err(bad(
+            "must start with a letter, and not end with or double a `-`",
+        ));
+    }
+    Ok(())
+}
+
+/// A testbed name unique to this process and call, for tests: two test runs at once
+/// (different pids) and tests in parallel (different counters) never collide. The
+/// `x` keeps pid 1234 call 50 apart from pid 12345 call 0.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("mxt{:05}x{n}", std::process::id() % 100_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_checked() {
+        for ok in ["mx-demo", "mxt01234x0", "a"] {
+            check_prefix(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Mx",
+            "mx_demo",
+            "-mx",
+            "mx-",
+            "mx--a",
+            "1mx",
+            "a234567890123456789012345",
+        ] {
+            assert!(check_prefix(bad).is_err(), "{bad} accepted");
+        }
+        let a = unique_prefix();
+        let b = unique_prefix();
+        assert_ne!(a, b);
+        check_prefix(&a).unwrap();
+    }
+}

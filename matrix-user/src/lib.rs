@@ -6,5 +6,6 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod fixtures;
 pub mod net;
-pub mod node;
+pub use matrix_routing::node;

@@ -10,7 +10,8 @@ pub const ZONE_BITS: u32 = 16;
 const HOST_BITS: u32 = 32 - ZONE_BITS;
 const HOST_MASK: u32 = (1 << HOST_BITS) - 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct NodeId(pub u32);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,7 +86,7 @@ impl FromStr for NodeId {
 }
 
 /// A prefix over NodeIds: the first `len` bits of `id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct NodePrefix {
     pub id: NodeId,
     pub len: u32,

@@ -1,0 +1,200 @@
+//! Control messages between agents (UDP 6082 over the underlay): versioned, serialized
+//! with postcard, authenticated with a BLAKE3 keyed MAC from the cluster key.
+//!
+//! Datagram: `version u8 | postcard(Envelope) | MAC 16 bytes (BLAKE3 keyed, truncated)`.
+//! The MAC covers the version byte and the body.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::node::NodeId;
+
+/// Protocol version; a datagram with another version is rejected before decoding.
+pub const VERSION: u8 = 1;
+/// Bytes of the truncated BLAKE3 MAC.
+pub const MAC_LEN: usize = 16;
+/// Largest datagram an agent sends or accepts.
+pub const MAX_DATAGRAM: usize = 8192;
+
+/// Sender identity and payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub msg: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Liveness probe; `sent_us` is the sender's clock, echoed back in `HelloAck`.
+    Hello { seq: u32, sent_us: u64 },
+    /// Immediate answer to a hello: the sender gets the RTT as `now - sent_us`.
+    HelloAck { seq: u32, sent_us: u64 },
+    /// Link-state advertisement, flooded: who `origin` is, its live links with their
+    /// costs, the overlay prefixes it owns.
+    Advert(Advert),
+    /// AntNet forward or backward ant.
+    Ant(Ant),
+    /// Q-routing: the sender's current best estimates of delivery time from itself to
+    /// each destination, in microseconds (Boyan & Littman's `min_z Q_y(d, z)`), batched.
+    QEstimates(Vec<(NodeId, u32)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Advert {
+    pub origin: NodeId,
+    /// Higher sequence numbers replace lower ones.
+    pub seq: u64,
+    /// Live neighbours and the measured one-way cost to each, in microseconds.
+    pub links: Vec<(NodeId, u32)>,
+    pub prefixes: Vec<IpNet>,
+    /// Remaining lifetime in milliseconds; a node that stops advertising ages out.
+    pub max_age_ms: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AntKind {
+    Forward,
+    Backward,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ant {
+    pub kind: AntKind,
+    /// Identifies the ant at its source (loop detection, logs).
+    pub id: u32,
+    pub src: NodeId,
+    pub dst: NodeId,
+    /// Nodes visited so far and the time spent on each hop in microseconds, source first.
+    /// A backward ant carries the forward ant's stack and walks it back.
+    pub stack: Vec<(NodeId, u32)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("datagram of {len} bytes is too short (need at least {min})")]
+    TooShort { len: usize, min: usize },
+    #[error("datagram of {len} bytes exceeds the maximum {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("protocol version {got}, this agent speaks {VERSION}")]
+    Version { got: u8 },
+    #[error("MAC does not verify (wrong cluster key or tampered datagram)")]
+    BadMac,
+    #[error("body does not decode: {0}")]
+    Decode(String),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+/// Encodes and decodes authenticated datagrams with one cluster key.
+#[derive(Clone)]
+pub struct Codec {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Codec { key: <redacted> }")
+    }
+}
+
+impl Codec {
+    /// `key` is the cluster key; any length is accepted and stretched with BLAKE3's
+    /// key derivation, so a key file may hold a passphrase or 32 random bytes.
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            key: blake3::derive_key("matrix control channel v1", key),
+        }
+    }
+
+    fn mac(&self, bytes: &[u8]) -> [u8; MAC_LEN] {
+        let full = blake3::keyed_hash(&self.key, bytes);
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&full.as_bytes()[..MAC_LEN]);
+        out
+    }
+
+    pub fn encode(&self, env: &Envelope) -> Result<Vec<u8>, AuthError> {
+        let mut buf = vec![VERSION];
+        let body = postcard::to_stdvec(env).map_err(|e| AuthError::Encode(e.to_string()))?;
+        buf.extend_from_slice(&body);
+        let mac = self.mac(&buf);
+        buf.extend_from_slice(&mac);
+        if buf.len() > MAX_DATAGRAM {
+            return Err(AuthError::TooLong {
+                len: buf.len(),
+                max: MAX_DATAGRAM,
+            });
+        }
+        Ok(buf)
+    }
+
+    pub fn decode(&self, datagram: &[u8]) -> Result<Envelope, AuthError> {
+        let min = 1 + MAC_LEN + 1;
+        if datagram.len() < min {
+            return Err(AuthError::TooShort {
+                len: datagram.len(),
+                min,
+            });
+        }
+        if datagram.len() > MAX_DATAGRAM {
+            return Err(AuthError::TooLong {
+                len: datagram.len(),
+                max: MAX_DATAGRAM,
+            });
+        }
+        if datagram[0] != VERSION {
+            return Err(AuthError::Version { got: datagram[0] });
+        }
+        let (signed, mac) = datagram.split_at(datagram.len() - MAC_LEN);
+        // Constant-time comparison: blake3's Hash equality is constant time.
+        let want = blake3::keyed_hash(&self.key, signed);
+        let mut got = [0u8; 32];
+        got[..MAC_LEN].copy_from_slice(mac);
+        got[MAC_LEN..].copy_from_slice(&want.as_bytes()[MAC_LEN..]);
+        if blake3::Hash::from(got) != want {
+            return Err(AuthError::BadMac);
+        }
+        postcard::from_bytes(&signed[1..]).map_err(|e| AuthError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        Envelope {
+            from: NodeId::new(0, 1),
+            msg: Message::Hello {
+                seq: 7,
+                sent_us: 123_456,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let c = Codec::new(b"cluster secret");
+        let d = c.encode(&env()).unwrap();
+        assert_eq!(c.decode(&d).unwrap(), env());
+    }
+
+    #[test]
+    fn rejects_wrong_key_tamper_version_and_garbage() {
+        let c = Codec::new(b"cluster secret");
+        let d = c.encode(&env()).unwrap();
+        assert_eq!(Codec::new(b"other").decode(&d), Err(AuthError::BadMac));
+        let mut t = d.clone();
+        t[2] ^= 1;
+        assert_eq!(c.decode(&t), Err(AuthError::BadMac));
+        let mut v = d.clone();
+        v[0] = 9;
+        assert_eq!(c.decode(&v), Err(AuthError::Version { got: 9 }));
+        assert!(matches!(c.decode(&[1, 2]), Err(AuthError::TooShort { .. })));
+        // Garbage that happens to carry a valid MAC still fails cleanly, not with a panic.
+        let mut g = vec![VERSION, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let mac = c.mac(&g);
+        g.extend_from_slice(&mac);
+        assert!(matches!(c.decode(&g), Err(AuthError::Decode(_))));
+    }
+}

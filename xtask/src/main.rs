@@ -73,7 +73,8 @@ enum TestbedCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run a command in a node's namespace (NODE, or NODE/w<i> for a workload).
+    /// Run a command in a node's namespace (NODE, or NODE/w<i> for a workload, or
+    /// l<k> for the bridge namespace of tapped link k).
     Exec {
         #[command(flatten)]
         name: NameArgs,

@@ -2,13 +2,14 @@
 //!
 //! ```toml
 //! [[node]]
-//! name = "a"          # [a-z0-9], at most 8 characters
+//! name = "a"          # [a-z0-9], at most 8 characters; not l<digits> (wire namespaces)
 //! id = "0.1"          # NodeId zone.host
 //! workloads = 1       # workload namespaces behind this node (default 0)
 //! [[link]]
 //! a = "a"
 //! b = "b"
 //! mtu = 1500          # optional
+//! tap = true          # optional: wire through a bridge that tcpdump can watch
 //! [[route]]           # optional: replaces the computed route of `node` to `dst`
 //! node = "b"
 //! dst = "d"
@@ -119,6 +120,8 @@ struct RawLink {
     a: String,
     b: String,
     mtu: Option<u32>,
+    #[serde(default)]
+    tap: bool,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +149,11 @@ pub struct Link {
     pub a_port: usize,
     pub b_port: usize,
     pub mtu: u32,
+    /// Wired through a bridge in a namespace of its own rather than as one veth pair:
+    /// the data plane's XDP redirects bypass packet taps on the veths themselves, but
+    /// the bridge forwards through the stack, where `tcpdump` sees every frame. Same
+    /// interfaces and addresses on the nodes either way.
+    pub tap: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,6 +226,12 @@ impl Topology {
                 return Err(invalid(
                     what("name", &n.name),
                     format!("names are 1 to {MAX_NAME_LEN} characters of [a-z0-9]"),
+                ));
+            }
+            if is_wire_name(&n.name) {
+                return Err(invalid(
+                    what("name", &n.name),
+                    "names of the form l<digits> are reserved for the wire namespaces of tapped links".into(),
                 ));
             }
             if nodes.iter().any(|m| m.name == n.name) {
@@ -296,6 +310,7 @@ impl Topology {
                 a_port: ports[a],
                 b_port: ports[b],
                 mtu,
+                tap: l.tap,
             });
             ports[a] += 1;
             ports[b] += 1;
@@ -452,6 +467,13 @@ impl Topology {
     }
 }
 
+/// `l<digits>`: the testbed names the wire namespace of tapped link k `<prefix>-l<k>`,
+/// so no node may be called that.
+pub fn is_wire_name(name: &str) -> bool {
+    name.strip_prefix('l')
+        .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,7 +516,8 @@ mtu = 9000
                 b: 1,
                 a_port: 0,
                 b_port: 0,
-                mtu: 1500
+                mtu: 1500,
+                tap: false
             }
         );
         // b's second link is its port 1.
@@ -505,7 +528,8 @@ mtu = 9000
                 b: 2,
                 a_port: 1,
                 b_port: 0,
-                mtu: 9000
+                mtu: 9000,
+                tap: false
             }
         );
         assert_eq!(t.hop_counts(0), vec![Some(0), Some(1), Some(2)]);
@@ -560,11 +584,30 @@ mtu = 9000
                 "node `e` is not connected to node `a`",
             ),
             (String::new(), "no nodes"),
+            (
+                LINE.replace("name = \"b\"", "name = \"l0\""),
+                "node[1].name = \"l0\": names of the form l<digits> are reserved",
+            ),
+            (LINE.replace("mtu = 9000", "tap = \"yes\""), "invalid type"),
         ];
         for (text, want) in cases {
             let got = err(&text);
             assert!(got.contains(want), "want `{want}` in `{got}`");
             assert!(got.starts_with("topology t.toml"), "{got}");
+        }
+    }
+
+    #[test]
+    fn links_can_be_tapped() {
+        let t = Topology::parse(&LINE.replace("mtu = 9000", "tap = true"), "t.toml").unwrap();
+        let taps: Vec<bool> = t.links.iter().map(|l| l.tap).collect();
+        assert_eq!(taps, [false, true]);
+        // Names merely starting with `l` are fine.
+        for ok in ["l", "la", "l1a", "lab1"] {
+            assert!(!is_wire_name(ok), "{ok}");
+        }
+        for wire in ["l0", "l1", "l12345"] {
+            assert!(is_wire_name(wire), "{wire}");
         }
     }
 

@@ -86,7 +86,11 @@ fn line_plumbing_pings_reports_and_goes_away() {
     let (a, b) = (tb.node("a"), tb.node("b"));
     assert_eq!(a.netns, format!("{prefix}-a"));
     assert_eq!(a.pin, format!("{prefix}-a"));
-    assert_eq!(namespaces_of(&prefix).len(), 6, "4 nodes + 2 workloads");
+    assert_eq!(
+        namespaces_of(&prefix).len(),
+        7,
+        "4 nodes + 2 workloads + the wire of tapped link 1"
+    );
     // Link 0 joins a's u0 and b's u0.
     assert_eq!(b.underlay[0].iface, "u0");
     assert_ok(
@@ -146,6 +150,91 @@ fn line_plumbing_pings_reports_and_goes_away() {
     assert_gone(&prefix);
     // Idempotent.
     tb.down().unwrap();
+}
+
+#[test]
+fn tapped_link_forwards_through_its_bridge_and_goes_away() {
+    require_root();
+    let prefix = testbed::unique_prefix();
+    // line.toml taps its middle link, 1: b's u1 <-> br0 in <prefix>-l1 <-> c's u0.
+    let tb = Testbed::up_with(&topology("line.toml"), &prefix, &plumbing_only()).unwrap();
+    let wire = format!("{prefix}-l1");
+    let links = &tb.state().links;
+    assert_eq!(links[1].tap_netns.as_deref(), Some(wire.as_str()));
+    assert_eq!(links[0].tap_netns, None);
+    assert!(namespaces_of(&prefix).contains(&wire));
+
+    // The node ends look as on an untapped link: same names and subnet.
+    let (b, c) = (tb.node("b"), tb.node("c"));
+    assert_eq!(
+        (b.underlay[1].iface.as_str(), b.underlay[1].link),
+        ("u1", 1)
+    );
+    assert_eq!(
+        (c.underlay[0].iface.as_str(), c.underlay[0].link),
+        ("u0", 1)
+    );
+    assert_eq!(c.underlay[0].address.to_string(), "10.200.1.2");
+    assert_ok(
+        "ping b -> c across the tapped link",
+        &ping(&tb, &b.netns, "10.200.1.2"),
+    );
+    assert_ok(
+        "ping c -> b across the tapped link",
+        &ping(&tb, &c.netns, "10.200.1.1"),
+    );
+    // The untapped links still work.
+    assert_ok("ping a -> b", &ping(&tb, "a", "10.200.0.2"));
+    assert_ok("ping d -> c", &ping(&tb, "d", "10.200.2.1"));
+
+    // Both wire-side ends are ports of br0, with GRO on so that frames redirected by
+    // the nodes' XDP programs are not dropped.
+    let ports = tb.exec("l1", ["ip", "-o", "link", "show", "master", "br0"]);
+    assert_ok("list br0 ports", &ports);
+    let ports = String::from_utf8_lossy(&ports.stdout).into_owned();
+    assert!(ports.contains(" pa@") && ports.contains(" pb@"), "{ports}");
+    for port in ["pa", "pb"] {
+        let features =
+            String::from_utf8_lossy(&tb.exec(&wire, ["ethtool", "-k", port]).stdout).into_owned();
+        assert!(
+            features.contains("generic-receive-offload: on"),
+            "{port}: {features}"
+        );
+    }
+
+    // `exec` takes l<k>; l0 is a link too, but not a tapped one.
+    let exec = |target: &str| {
+        xtask(&[
+            "testbed", "exec", "--name", &prefix, target, "--", "ip", "-o", "link", "show", "br0",
+        ])
+    };
+    assert_ok("exec l1", &exec("l1"));
+    let untapped = exec("l0");
+    assert!(!untapped.status.success());
+    let err = String::from_utf8_lossy(&untapped.stderr).into_owned();
+    assert!(
+        err.contains("link l0 (a - b)") && err.contains("not tapped"),
+        "{err}"
+    );
+    let unknown = exec("l9");
+    let err = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    assert!(err.contains("tapped links: l1"), "{err}");
+
+    let status = xtask(&["testbed", "status", "--name", &prefix, "--json"]);
+    assert_ok("testbed status", &status);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["links"][1]["tap_netns"], wire.as_str());
+    assert_eq!(v["links"][1]["tap"], "l1");
+    assert_eq!(v["links"][0]["tap"], serde_json::Value::Null);
+    let table = xtask(&["testbed", "status", "--name", &prefix]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains(&format!("tapped: {wire} bridge br0")),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+
+    tb.down().unwrap();
+    assert_gone(&prefix);
 }
 
 #[test]

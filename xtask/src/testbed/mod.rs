@@ -1,15 +1,18 @@
 //! The namespace testbed: a fleet of network namespaces joined by veth links, one
 //! `matrix` agent per node, built from a topology file.
 //!
-//! Everything a testbed makes carries its prefix: namespaces `<prefix>-<node>` and
-//! `<prefix>-<node>-w<i>`, pin directories `/sys/fs/bpf/matrix/<prefix>-<node>`, and the
-//! state directory `<target>/testbed/<prefix>/`. `down` removes all of it by that prefix,
-//! so it works on partial state and from another process.
+//! Everything a testbed makes carries its prefix: namespaces `<prefix>-<node>`,
+//! `<prefix>-<node>-w<i>` and, for each tapped link k (`tap = true`: a bridge that
+//! `tcpdump` can watch, see `wire.rs`), `<prefix>-l<k>`; pin directories
+//! `/sys/fs/bpf/matrix/<prefix>-<node>`; and the state directory
+//! `<target>/testbed/<prefix>/`. `down` removes all of it by that prefix, so it works
+//! on partial state and from another process.
 
 mod agent_config;
 mod agents;
 mod netns;
 mod state;
+mod wire;
 
 use std::{
     ffi::OsStr,
@@ -88,11 +91,20 @@ pub enum TestbedError {
         log: PathBuf,
         tail: String,
     },
-    #[error("testbed `{prefix}` has no node or namespace `{target}` (nodes: {known})")]
+    #[error("testbed `{prefix}` has no node or namespace `{target}` ({known})")]
     UnknownTarget {
         prefix: String,
         target: String,
         known: String,
+    },
+    #[error(
+        "link {target} ({a} - {b}) of testbed `{prefix}` is not tapped: set `tap = true` on it in the topology and bring the testbed up again"
+    )]
+    UntappedLink {
+        prefix: String,
+        target: String,
+        a: String,
+        b: String,
     },
     #[error("teardown of testbed `{prefix}` incomplete: {}", failures.join("; "))]
     Teardown {
@@ -398,9 +410,20 @@ pub fn list() -> Vec<String> {
     names
 }
 
-/// The namespace named by `target`: a node name, `node/w<i>`, or a namespace name of
-/// the testbed.
+/// The namespace named by `target`: a node name, `node/w<i>`, `l<k>` for the wire of
+/// tapped link k, or a namespace name of the testbed.
 pub fn resolve(state: &State, target: &str) -> Result<String, TestbedError> {
+    if let Some(link) = wire::parse_target(target).and_then(|k| state.links.get(k)) {
+        return link
+            .tap_netns
+            .clone()
+            .ok_or_else(|| TestbedError::UntappedLink {
+                prefix: state.prefix.clone(),
+                target: target.to_string(),
+                a: link.a.clone(),
+                b: link.b.clone(),
+            });
+    }
     let found = match target.split_once('/') {
         Some((node, w)) => state.node(node).and_then(|n| {
             let i: usize = w.strip_prefix('w')?.parse().ok()?;
@@ -414,7 +437,7 @@ pub fn resolve(state: &State, target: &str) -> Result<String, TestbedError> {
     found.ok_or_else(|| TestbedError::UnknownTarget {
         prefix: state.prefix.clone(),
         target: target.to_string(),
-        known: node_names(state),
+        known: targets(state),
     })
 }
 
@@ -444,6 +467,25 @@ fn node_names(state: &State) -> String {
         .join(", ")
 }
 
+/// What `exec` takes besides namespace names, for error messages.
+fn targets(state: &State) -> String {
+    let taps: Vec<String> = tapped(state).map(|(k, _)| wire::target(k)).collect();
+    let mut known = format!("nodes: {}", node_names(state));
+    if !taps.is_empty() {
+        known += &format!("; tapped links: {}", taps.join(", "));
+    }
+    known
+}
+
+/// The tapped links of `state` with their indices.
+fn tapped(state: &State) -> impl Iterator<Item = (usize, &Link)> {
+    state
+        .links
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.tap_netns.is_some())
+}
+
 /// Whether the agent of `node` is running.
 pub fn agent_running(node: &Node) -> bool {
     node.pid.is_some_and(|pid| {
@@ -452,7 +494,9 @@ pub fn agent_running(node: &Node) -> bool {
     })
 }
 
-/// `{"prefix", "nodes": [{"name", "id", "netns", "pin", "running", "workloads": [{"netns", "addr", ...}]}], "links"}`.
+/// `{"prefix", "nodes": [{"name", "id", "netns", "pin", "running", "workloads": [{"netns", "addr", ...}]}],
+/// "links": [{"a", "b", ..., "tap_netns", "tap"}]}`; `tap_netns` and `tap` (the `exec`
+/// target `l<k>`) are null for an untapped link.
 pub fn status_json(state: &State) -> serde_json::Value {
     let mut v = serde_json::to_value(state).expect("state serializes");
     for (node, n) in state
@@ -461,6 +505,10 @@ pub fn status_json(state: &State) -> serde_json::Value {
         .zip(v["nodes"].as_array_mut().expect("nodes array"))
     {
         n["running"] = agent_running(node).into();
+    }
+    let links = v["links"].as_array_mut().expect("links array");
+    for (k, (link, l)) in state.links.iter().zip(links).enumerate() {
+        l["tap"] = link.tap_netns.as_ref().map(|_| wire::target(k)).into();
     }
     v
 }
@@ -494,11 +542,20 @@ pub fn status_table(state: &State) -> String {
         );
     }
     out += "LINKS\n";
-    for l in &state.links {
+    for (k, l) in state.links.iter().enumerate() {
         out += &format!(
-            "  {}:{} {} <-> {}:{} {} (mtu {})\n",
+            "  {}:{} {} <-> {}:{} {} (mtu {})",
             l.a, l.a_iface, l.a_addr, l.b, l.b_iface, l.b_addr, l.mtu
         );
+        if let Some(ns) = &l.tap_netns {
+            out += &format!(
+                " tapped: {} bridge {} (exec target {})",
+                ns,
+                wire::BRIDGE,
+                wire::target(k)
+            );
+        }
+        out += "\n";
     }
     out
 }

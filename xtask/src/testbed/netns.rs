@@ -1,9 +1,12 @@
-//! Namespace plumbing: node and workload namespaces, veth links, addresses, sysctls;
-//! and the matching teardown.
+//! Namespace plumbing: node and workload namespaces, veth links (or, for tapped
+//! links, wire namespaces: `wire.rs`), addresses, sysctls; and the matching teardown.
 
 use std::process::Command;
 
-use super::state::{State, Workload};
+use super::{
+    state::{State, Workload},
+    wire,
+};
 use crate::cmd::{self, CmdError, ip};
 
 /// Every named network namespace on the host.
@@ -17,8 +20,9 @@ pub fn list() -> Result<Vec<String>, CmdError> {
 }
 
 /// Whether namespace (or pin directory) `name` belongs to testbed `prefix`:
-/// `<prefix>-<node>` or `<prefix>-<node>-w<i>`. Node names have no dashes, so testbed
-/// `mx` does not claim `mx-line-a`.
+/// `<prefix>-<node>`, `<prefix>-<node>-w<i>`, or the wire of a tapped link,
+/// `<prefix>-l<k>` (topology validation keeps nodes from being named `l<digits>`).
+/// Node names have no dashes, so testbed `mx` does not claim `mx-line-a`.
 pub fn owned_by(prefix: &str, name: &str) -> bool {
     let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
         return false;
@@ -32,6 +36,10 @@ pub fn owned_by(prefix: &str, name: &str) -> bool {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
+    if wire::parse_target(node).is_some() {
+        // A wire namespace has no workloads.
+        return workload.is_none();
+    }
     plain(node)
         && workload.is_none_or(|w| {
             w.strip_prefix('w')
@@ -60,7 +68,7 @@ pub fn delete(ns: &str) -> Result<(), CmdError> {
     ip(["netns", "del", ns]).map(drop)
 }
 
-fn sysctl(ns: &str, settings: &[(&str, u32)]) -> Result<(), CmdError> {
+pub(super) fn sysctl(ns: &str, settings: &[(&str, u32)]) -> Result<(), CmdError> {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, "sysctl", "-q", "-w"]);
     for (key, value) in settings {
@@ -98,22 +106,27 @@ pub fn create(state: &State) -> Result<(), CmdError> {
                 .expect("links name planned nodes")
         };
         let (a, b) = (ns_of(&link.a), ns_of(&link.b));
-        // Created in a's namespace with the peer placed straight into b's, so the
-        // host namespace never sees the interfaces.
-        ip([
-            "-n",
-            &a,
-            "link",
-            "add",
-            &link.a_iface,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &link.b_iface,
-            "netns",
-            &b,
-        ])?;
+        match &link.tap_netns {
+            Some(w) => wire::create(link, w, &a, &b)?,
+            // Created in a's namespace with the peer placed straight into b's, so the
+            // host namespace never sees the interfaces.
+            None => {
+                ip([
+                    "-n",
+                    &a,
+                    "link",
+                    "add",
+                    &link.a_iface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &link.b_iface,
+                    "netns",
+                    &b,
+                ])?;
+            }
+        }
         let mtu = link.mtu.to_string();
         for (ns, iface, addr) in [
             (&a, &link.a_iface, link.a_addr),
@@ -227,6 +240,10 @@ mod tests {
         assert!(owned_by("mx-line", "mx-line-a"));
         assert!(owned_by("mx-line", "mx-line-a-w0"));
         assert!(owned_by("mx-line", "mx-line-r2-w12"));
+        assert!(owned_by("mx-line", "mx-line-l0"));
+        assert!(owned_by("mx-line", "mx-line-l12"));
+        assert!(!owned_by("mx-line", "mx-line-l1-w0"));
+        assert!(!owned_by("mx", "mx-line-l1"));
         assert!(!owned_by("mx", "mx-line-a"));
         assert!(!owned_by("mx-line", "mx-line2-a"));
         assert!(!owned_by("mx-line", "mx-line-"));

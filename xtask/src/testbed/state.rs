@@ -9,6 +9,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::wire_netns;
 use crate::topology::Topology;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +72,11 @@ pub struct Link {
     pub a_addr: Ipv4Addr,
     pub b_addr: Ipv4Addr,
     pub mtu: u32,
+    /// For a tapped link, its wire namespace `<prefix>-l<k>`: `a_iface` and `b_iface`
+    /// are then veths to ports `pa` and `pb` of bridge `br0` there (see `wire.rs`).
+    /// `None`: the two ends are one veth pair.
+    #[serde(default)]
+    pub tap_netns: Option<String>,
 }
 
 /// Link k's subnet is 10.(200 + k/256).(k%256).0/24; end a is .1, end b is .2.
@@ -98,6 +104,7 @@ impl State {
                 a_addr: link_addr(k, false),
                 b_addr: link_addr(k, true),
                 mtu: l.mtu,
+                tap_netns: l.tap.then(|| wire_netns(prefix, k)),
             })
             .collect();
         let nodes = topo
@@ -158,14 +165,15 @@ impl State {
         }
     }
 
-    /// Every namespace of the testbed, nodes first.
+    /// Every namespace of the testbed: nodes, workloads, then wires of tapped links.
     pub fn namespaces(&self) -> Vec<String> {
         let nodes = self.nodes.iter().map(|n| n.netns.clone());
         let workloads = self
             .nodes
             .iter()
             .flat_map(|n| n.workloads.iter().map(|w| w.netns.clone()));
-        nodes.chain(workloads).collect()
+        let wires = self.links.iter().filter_map(|l| l.tap_netns.clone());
+        nodes.chain(workloads).chain(wires).collect()
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {

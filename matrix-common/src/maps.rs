@@ -12,7 +12,8 @@ pub mod names {
     pub const EGRESS: &str = "EGRESS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const NEIGH_STATS: &str = "NEIGH_STATS";
-    pub const ALL: [&str; 9] = [
+    pub const DEMAND: &str = "DEMAND";
+    pub const ALL: [&str; 10] = [
         CONFIG,
         ROUTES,
         NEIGHBORS,
@@ -22,6 +23,7 @@ pub mod names {
         EGRESS,
         COUNTERS,
         NEIGH_STATS,
+        DEMAND,
     ];
 }
 
@@ -43,6 +45,8 @@ pub const MAX_NEXT_HOPS: usize = 4;
 pub const MAX_ROUTES: u32 = 131_072;
 /// Overlay prefixes per address family.
 pub const MAX_OVERLAY_PREFIXES: u32 = 65_536;
+/// Destination nodes tracked in `DEMAND`.
+pub const MAX_DEMAND: u32 = 16_384;
 /// Egress interfaces in the devmap.
 pub const MAX_EGRESS: u32 = 64;
 

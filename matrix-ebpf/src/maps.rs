@@ -1,11 +1,11 @@
 //! Every map of the data plane, in one place. Layouts live in `matrix-common`.
 
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
     macros::btf_map,
 };
 use matrix_common::{
-    COUNTER_SLOTS, Config, Counter, MAX_EGRESS, MAX_NEIGHBORS, MAX_OVERLAY_PREFIXES, MAX_ROUTES,
+    COUNTER_SLOTS, Config, Counter, MAX_DEMAND, MAX_EGRESS, MAX_NEIGHBORS, MAX_OVERLAY_PREFIXES, MAX_ROUTES,
     Neighbor, NeighborStats, NextHopSet, NodeKey, OverlayOwner,
 };
 
@@ -47,3 +47,8 @@ pub static COUNTERS: PerCpuArray<Counter, { COUNTER_SLOTS as usize }> = PerCpuAr
 #[btf_map]
 pub static NEIGH_STATS: PerCpuArray<NeighborStats, { MAX_NEIGHBORS as usize }> =
     PerCpuArray::new();
+
+/// Per-CPU packets that entered the overlay here, by destination node: the local traffic
+/// the agent's AntNet draws ant destinations from.
+#[btf_map]
+pub static DEMAND: PerCpuHashMap<u32, u64, { MAX_DEMAND as usize }> = PerCpuHashMap::new();

@@ -4,7 +4,7 @@
 use aya_ebpf::bindings::xdp_action;
 use matrix_common::{NeighborStats, VERDICT_DROP, VERDICT_PASS, VERDICT_REDIRECT, VERDICT_TX};
 
-use crate::maps::{COUNTERS, NEIGH_STATS};
+use crate::maps::{COUNTERS, DEMAND, NEIGH_STATS};
 
 #[derive(Clone, Copy)]
 pub enum Outcome {
@@ -56,5 +56,17 @@ pub fn count_tx(slot: u32, bytes: usize) {
         let s: &mut NeighborStats = unsafe { &mut *s };
         s.tx_packets += 1;
         s.tx_bytes += bytes as u64;
+    }
+}
+
+/// Counts one packet entering the overlay for `dst_node`. A full table only loses demand
+/// samples, never packets.
+#[inline(always)]
+pub fn count_demand(dst_node: u32) {
+    match DEMAND.get_ptr_mut(dst_node) {
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = DEMAND.insert(dst_node, 1u64, 0);
+        }
     }
 }

@@ -13,7 +13,7 @@ use matrix_common::{
 use crate::{
     maps::{CONFIG, OVERLAY_V4, OVERLAY_V6},
     nexthop::next_hop,
-    outcome::{Outcome, count_tx},
+    outcome::{Outcome, count_demand, count_tx},
     packet::{frame_len, ptr_at},
     redirect::send,
 };
@@ -110,6 +110,7 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         };
     }
     count_tx(hop.slot, frame_len(ctx));
+    count_demand(inner.dst_node);
     send(ctx, nb.ifindex, PATH_ENCAP)
 }
 

@@ -6,6 +6,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::{
+    agent::socket::{self, Request},
     dataplane::{self, DataPlane},
     node::NodeId,
 };
@@ -70,8 +71,63 @@ struct HopRow {
     weight: u32,
 }
 
-pub fn routes(node: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let dp = DataPlane::open(&select_node(node)?)?;
+/// Pin name of a node directory (also the name of its control socket).
+fn name_of(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Routes as the routing core holds them, with weights and strategy detail.
+fn routes_from_agent(name: &str, detail: bool, json: bool) -> anyhow::Result<()> {
+    let v = socket::request(name, &Request::Routes)?;
+    if json {
+        return print_json(&v);
+    }
+    println!("{:<16} {:<9} NEXT HOPS (node:weight){}", "DESTINATION", "KIND", if detail { "   DETAIL (node:value)" } else { "" });
+    for r in v.as_array().into_iter().flatten() {
+        let hops: Vec<String> = r["next_hops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{}:{}", h["node"].as_str().unwrap_or("?"), h["weight"]))
+            .collect();
+        let kind = if r["static"] == true {
+            "static"
+        } else if r["aggregate"] == true {
+            "aggregate"
+        } else {
+            "learnt"
+        };
+        let mut line = format!("{:<16} {:<9} {}", r["dst"].as_str().unwrap_or("?"), kind, hops.join(" "));
+        if detail {
+            let d: Vec<String> = r["detail"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| format!("{}:{:.4}", h["node"].as_str().unwrap_or("?"), h["value"].as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            line = format!("{line:<60} {}", d.join(" "));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub fn routes(node: Option<&str>, json: bool, detail: bool) -> anyhow::Result<()> {
+    let dir = select_node(node)?;
+    let name = name_of(&dir);
+    if socket::agent_running(&name) {
+        match routes_from_agent(&name, detail, json) {
+            Ok(()) => return Ok(()),
+            // A static-mode agent has no routing core: the maps are the truth.
+            Err(e) if e.to_string().contains("not configured") => {}
+            Err(e) => return Err(e),
+        }
+    } else if detail {
+        eprintln!("no agent answers for {name}: showing the installed routes only");
+    }
+    let dp = DataPlane::open(&dir)?;
     let neighbors = dp.neighbors()?;
     let rows: Vec<RouteRow> = dp
         .routes()?
@@ -108,10 +164,52 @@ pub fn routes(node: Option<&str>, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let dp = DataPlane::open(&select_node(node)?)?;
+    let dir = select_node(node)?;
+    let dp = DataPlane::open(&dir)?;
     let rows = dp.neighbor_rows()?;
+    // Liveness, RTT, loss and load come from the routing core when an agent runs one.
+    let live = socket::request(&name_of(&dir), &Request::Neighbors).ok();
+    let live_of = |node: &str| {
+        live.as_ref()
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().find(|n| n["node"] == node))
+            .cloned()
+    };
     if json {
-        return print_json(&rows);
+        let merged: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if let (Some(obj), Some(l)) = (v.as_object_mut(), live_of(&r.node)) {
+                    for k in ["alive", "srtt_us", "rttvar_us", "loss", "load_bps", "cost_us"] {
+                        obj.insert(k.into(), l[k].clone());
+                    }
+                }
+                v
+            })
+            .collect();
+        return print_json(&merged);
+    }
+    if live.is_some() {
+        println!(
+            "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6} {:>12}",
+            "NODE", "ADDRESS", "ALIVE", "RTT(us)", "VAR(us)", "LOSS", "LOAD(B/s)"
+        );
+        for r in &rows {
+            if let Some(l) = live_of(&r.node) {
+                println!(
+                    "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6.2} {:>12.0}",
+                    r.node,
+                    r.address,
+                    l["alive"],
+                    l["srtt_us"].as_u64().map_or("-".into(), |v| v.to_string()),
+                    l["rttvar_us"].as_u64().map_or("-".into(), |v| v.to_string()),
+                    l["loss"].as_f64().unwrap_or(0.0),
+                    l["load_bps"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+        println!();
     }
     println!(
         "{:<4} {:<10} {:<16} {:<8} {:<18} {:>12} {:>14} {:>12} {:>14}",
@@ -148,6 +246,49 @@ pub fn stats(node: Option<&str>, json: bool) -> anyhow::Result<()> {
             "{:<10} {:>12} {:>14} {:>12} {:>14}",
             n.node, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes
         );
+    }
+    Ok(())
+}
+
+fn node_name(node: Option<&str>) -> anyhow::Result<String> {
+    Ok(name_of(&select_node(node)?))
+}
+
+/// `matrix get`: every routing parameter of the running agent.
+pub fn get(node: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let v = socket::request(&node_name(node)?, &Request::Get)?;
+    if json {
+        return print_json(&v);
+    }
+    for (k, val) in v.as_object().into_iter().flatten() {
+        println!("{k:<20} {}", val.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `matrix set NAME VALUE` on the running agent.
+pub fn set(node: Option<&str>, name: &str, value: &str) -> anyhow::Result<()> {
+    socket::request(
+        &node_name(node)?,
+        &Request::Set {
+            name: name.into(),
+            value: value.into(),
+        },
+    )?;
+    println!("{name} = {value}");
+    Ok(())
+}
+
+/// `matrix status`: what the agent runs and its control-channel counters.
+pub fn status(node: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let v = socket::request(&node_name(node)?, &Request::Status)?;
+    if json {
+        return print_json(&v);
+    }
+    println!("node      {} ({})", v["node"].as_str().unwrap_or("?"), v["name"].as_str().unwrap_or("?"));
+    println!("routing   {}", v["strategy"].as_str().unwrap_or("static"));
+    for (k, val) in v["control"].as_object().into_iter().flatten() {
+        println!("{k:<15} {val}");
     }
     Ok(())
 }

@@ -66,6 +66,7 @@ struct RawConfig {
     route: Vec<RawRoute>,
     #[serde(default)]
     remote_prefix: Vec<RawRemotePrefix>,
+    routing: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +108,7 @@ struct RawRemotePrefix {
 }
 
 /// A validated agent configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub node: NodeId,
     /// Name of the pin directory `/sys/fs/bpf/matrix/<name>`.
@@ -119,6 +120,16 @@ pub struct Config {
     pub neighbors: Vec<NeighborConfig>,
     pub routes: Vec<RouteConfig>,
     pub remote_prefixes: Vec<(IpNet, NodeId)>,
+    /// Adaptive routing; `None` runs the static routes only.
+    pub routing: Option<RoutingConfig>,
+}
+
+/// The `[routing]` table: the cluster key and the routing core's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingConfig {
+    /// File holding the cluster key that authenticates control messages.
+    pub key_file: std::path::PathBuf,
+    pub params: matrix_routing::Params,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,7 +315,13 @@ impl Config {
             remote_prefixes.push((net, owner));
         }
 
+        let routing = match raw.routing {
+            None => None,
+            Some(table) => Some(parse_routing(table)?),
+        };
+
         Ok(Config {
+            routing,
             node,
             name,
             vni,
@@ -316,6 +333,32 @@ impl Config {
             remote_prefixes,
         })
     }
+}
+
+fn parse_routing(table: toml::Table) -> Result<RoutingConfig, ConfigError> {
+    let mut params = matrix_routing::Params::default();
+    let mut key_file = None;
+    for (name, value) in table {
+        let text = match &value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(invalid(format!("routing.{name}"), other, "expected a string or a number"));
+            }
+        };
+        if name == "key_file" {
+            key_file = Some(std::path::PathBuf::from(text));
+            continue;
+        }
+        params
+            .set(&name, &text)
+            .map_err(|e| invalid(format!("routing.{name}"), &value, e.to_string()))?;
+    }
+    let key_file = key_file.ok_or_else(|| {
+        invalid("routing.key_file", "(missing)", "adaptive routing needs the cluster key file")
+    })?;
+    Ok(RoutingConfig { key_file, params })
 }
 
 fn parse_prefix(field: String, value: &str) -> Result<IpNet, ConfigError> {
@@ -362,6 +405,13 @@ node = "0.4"
         assert_eq!(c.hop_limit, 16);
         assert_eq!(c.routes[0].via, vec![(NodeId::new(0, 2), 1)]);
         assert_eq!(c.workload[0].prefixes.len(), 2);
+        assert_eq!(c.routing, None);
+        let r = Config::parse(&format!("{GOOD}[routing]\nstrategy = \"antnet\"\nkey_file = \"/k\"\nhello_interval_ms = 50\n"))
+            .unwrap()
+            .routing
+            .unwrap();
+        assert_eq!(r.params.strategy, matrix_routing::StrategyKind::Antnet);
+        assert_eq!(r.params.hello_interval, std::time::Duration::from_millis(50));
     }
 
     fn err(text: &str) -> String {
@@ -379,6 +429,9 @@ node = "0.4"
             (GOOD.replace("name = \"a\"", "name = \"a\"\nvni = 16777216"), "`vni` = 16777216"),
             (GOOD.replace("name = \"a\"", "name = \"a\"\nhop_limit = 1"), "`hop_limit` = 1"),
             (GOOD.replace("name = \"a\"", "name = \"a\"\ncolour = 1"), "unknown field `colour`"),
+            (format!("{GOOD}[routing]\nstrategy = \"ospf\"\nkey_file = \"k\"\n"), "`routing.strategy` = \"ospf\""),
+            (format!("{GOOD}[routing]\nstrategy = \"antnet\"\n"), "`routing.key_file` = (missing)"),
+            (format!("{GOOD}[routing]\nkey_file = \"k\"\ndead_count = 0\n"), "`routing.dead_count` = 0"),
         ];
         for (text, want) in cases {
             let got = err(&text);

@@ -28,7 +28,18 @@ enum Command {
         config: PathBuf,
     },
     /// Routes: each NodeId prefix with its weighted next hops.
-    Routes,
+    Routes {
+        /// Also show pheromone (antnet), Q-values (q-routing) or path costs (shortest).
+        #[arg(long)]
+        detail: bool,
+    },
+    /// Set a routing parameter on the running agent (e.g. `strategy antnet`).
+    Set { name: String, value: String },
+    /// Show every routing parameter of the running agent.
+    Get,
+    /// What the agent runs, and its control-channel counters.
+    Status,
+
     /// Neighbours: underlay address, MAC, and traffic counters.
     #[command(alias = "neighbours")]
     Neighbors,
@@ -60,7 +71,11 @@ fn run() -> anyhow::Result<()> {
                 .context("starting the runtime")?
                 .block_on(agent::run(config))
         }
-        Command::Routes => cli::routes(node, args.json),
+        Command::Routes { detail } => cli::routes(node, args.json, detail),
+        Command::Set { name, value } => cli::set(node, &name, &value),
+        Command::Get => cli::get(node, args.json),
+        Command::Status => cli::status(node, args.json),
+
         Command::Neighbors => cli::neighbors(node, args.json),
         Command::Stats => cli::stats(node, args.json),
     }

@@ -1,14 +1,27 @@
-//! `matrix agent`, static mode: load and attach the data plane, fill its maps from the
-//! configuration, learn neighbour MACs, and on SIGINT/SIGTERM detach and unpin.
+//! `matrix agent`: load and attach the data plane, fill its maps from the configuration,
+//! learn neighbour MACs, run the routing core (when `[routing]` is configured) and write
+//! its routes, and on SIGINT/SIGTERM detach and unpin.
+//!
+//! ```text
+//!   UDP 6082 ──decode+verify──▶ ┐
+//!   timers (poll_timeout)  ───▶ │ Driver ──▶ Router (sans-IO) ──actions──▶ map writer
+//!   NEIGH_STATS / DEMAND   ───▶ │                                      └─▶ UDP 6082
+//!   control socket (CLI)   ◀──▶ ┘
+//! ```
+
+mod control;
+mod driver;
+pub mod socket;
 
 use std::{collections::BTreeSet, io::Write as _, time::Duration};
+
+pub use control::ControlStats;
 
 use anyhow::Context as _;
 use log::{info, warn};
 use matrix_common::{
     ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet, programs,
 };
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     config::Config,
@@ -18,8 +31,8 @@ use crate::{
 };
 
 /// How often unresolved neighbours are probed, and resolved ones re-checked.
-const RESOLVE_FAST: Duration = Duration::from_millis(100);
-const RESOLVE_SLOW: Duration = Duration::from_secs(1);
+pub(crate) const RESOLVE_FAST: Duration = Duration::from_millis(100);
+pub(crate) const RESOLVE_SLOW: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -60,7 +73,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dir.display()
         );
         let _ = std::io::stdout().flush();
-        serve(&mut dp, &config).await
+        let mut driver = driver::Driver::new(dp, &config).await?;
+        driver.serve().await
     }
     .await;
     teardown(loaded);
@@ -179,24 +193,9 @@ fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interf
     let _ = config;
 }
 
-/// Learns neighbour MACs until a signal arrives.
-async fn serve(dp: &mut DataPlane, config: &Config) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    loop {
-        let all_resolved = resolve_neighbors(dp, config)?;
-        let wait = if all_resolved { RESOLVE_SLOW } else { RESOLVE_FAST };
-        tokio::select! {
-            _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()); }
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
 /// One pass of MAC learning: probe unresolved neighbours, copy MACs the kernel has
 /// resolved (or that changed) into the map. Returns whether all are resolved.
-fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::Result<bool> {
+pub(crate) fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::Result<bool> {
     let mut all = true;
     for (slot, n) in config.neighbors.iter().enumerate() {
         let slot = slot as u32;

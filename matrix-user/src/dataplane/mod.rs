@@ -13,7 +13,8 @@ use std::{
 };
 
 use aya::maps::{
-    Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key, xdp::DevMapHash,
+    Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+    xdp::DevMapHash,
 };
 use ipnet::IpNet;
 use matrix_common::{
@@ -121,6 +122,7 @@ pub struct DataPlane {
     egress: DevMapHash<MapData>,
     counters: PerCpuArray<MapData, u64>,
     neigh_stats: PerCpuArray<MapData, NeighborStats>,
+    demand: PerCpuHashMap<MapData, u32, u64>,
 }
 
 /// A route as read back from the map.
@@ -149,6 +151,7 @@ impl DataPlane {
             egress: open(dir, names::EGRESS)?,
             counters: open(dir, names::COUNTERS)?,
             neigh_stats: open(dir, names::NEIGH_STATS)?,
+            demand: open(dir, names::DEMAND)?,
         })
     }
 
@@ -302,6 +305,33 @@ impl DataPlane {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Packets that entered the overlay here, per destination node, summed over CPUs.
+    pub fn demand(&self) -> Result<Vec<(NodeId, u64)>> {
+        let mut out = Vec::new();
+        for item in self.demand.iter() {
+            let (dst, per_cpu) = item.map_err(map_err(names::DEMAND, "iterate", "-"))?;
+            out.push((NodeId(dst), per_cpu.iter().sum()));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a route-owner entry for an overlay prefix.
+    pub fn remove_overlay_prefix(&mut self, net: IpNet) -> Result<()> {
+        let r = match net {
+            IpNet::V4(n) => self
+                .overlay_v4
+                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+            IpNet::V6(n) => self
+                .overlay_v6
+                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+        };
+        match r {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(names::OVERLAY_V4, "remove", net)(e)),
+        }
     }
 
     /// Counter slots summed over CPUs, indexed by `matrix_common::counters` slot.

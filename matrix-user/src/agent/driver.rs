@@ -1,0 +1,356 @@
+//! The agent's event loop: control datagrams, the routing core's timers, data-plane
+//! counters, MAC learning and the control socket, all on one task. The routing core is
+//! fed events and drained of actions here; it never touches I/O itself.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use log::{info, warn};
+use matrix_common::NextHopSet;
+use matrix_routing::{Action, Event, NodeId, NodePrefix, Router, RouterConfig};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    time::{Instant, sleep_until},
+};
+
+use super::{
+    RESOLVE_FAST, RESOLVE_SLOW,
+    control::{Channel, ControlStats},
+    resolve_neighbors,
+    socket::{self, Request, Response},
+};
+use crate::{config::Config, dataplane::DataPlane};
+
+/// How often data-plane counters are fed to the routing core.
+const LOAD_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes of memory one route entry costs (LPM node, agent and core state), for the
+/// memory-derived route budget.
+const BYTES_PER_ROUTE: u64 = 512;
+/// Share of available memory the routing state may use when `max_routes` is unset.
+const MEMORY_SHARE: u64 = 64;
+
+struct Routing {
+    router: Router,
+    channel: Channel,
+}
+
+pub struct Driver<'a> {
+    dp: DataPlane,
+    config: &'a Config,
+    routing: Option<Routing>,
+    listener: UnixListener,
+    slots: HashMap<NodeId, u32>,
+    static_dsts: BTreeSet<NodePrefix>,
+    fixed_prefixes: BTreeSet<IpNet>,
+    map_errors: u64,
+}
+
+impl<'a> Driver<'a> {
+    pub async fn new(dp: DataPlane, config: &'a Config) -> anyhow::Result<Self> {
+        let sock = socket::path(&config.name);
+        std::fs::create_dir_all(socket::SOCKET_DIR)
+            .with_context(|| format!("creating {}", socket::SOCKET_DIR))?;
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+
+        let routing = match &config.routing {
+            None => None,
+            Some(r) => {
+                let key = std::fs::read(&r.key_file)
+                    .with_context(|| format!("reading cluster key file {}", r.key_file.display()))?;
+                if key.len() < 16 {
+                    anyhow::bail!(
+                        "cluster key file {} holds {} bytes; use at least 16 random bytes",
+                        r.key_file.display(),
+                        key.len()
+                    );
+                }
+                let mut params = r.params.clone();
+                if params.max_routes.is_none() {
+                    params.max_routes = Some(memory_budget());
+                    info!("route budget {} (from available memory)", params.max_routes.unwrap_or(0));
+                }
+                let neighbors: Vec<_> = config.neighbors.iter().map(|n| (n.node, n.address)).collect();
+                let channel = Channel::bind(config.node, &key, &neighbors)
+                    .await
+                    .context("binding the control channel (UDP 6082)")?;
+                let router = Router::new(
+                    RouterConfig {
+                        node: config.node,
+                        neighbors: config.neighbors.iter().map(|n| n.node).collect(),
+                        prefixes: config.workload.iter().flat_map(|w| w.prefixes.clone()).collect(),
+                        params,
+                        seed: u64::from(config.node.0),
+                    },
+                    std::time::Instant::now(),
+                );
+                Some(Routing { router, channel })
+            }
+        };
+        Ok(Self {
+            dp,
+            config,
+            routing,
+            listener,
+            slots: config
+                .neighbors
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.node, i as u32))
+                .collect(),
+            static_dsts: config.routes.iter().map(|r| r.dst).collect(),
+            fixed_prefixes: config
+                .workload
+                .iter()
+                .flat_map(|w| w.prefixes.clone())
+                .chain(config.remote_prefixes.iter().map(|(p, _)| *p))
+                .collect(),
+            map_errors: 0,
+        })
+    }
+
+    /// Runs until SIGINT or SIGTERM.
+    pub async fn serve(&mut self) -> anyhow::Result<()> {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut resolve_at = Instant::now();
+        let mut load_at = Instant::now() + LOAD_INTERVAL;
+        let far = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let router_at = self
+                .routing
+                .as_ref()
+                .and_then(|r| r.router.poll_timeout())
+                .map_or(far, Instant::from_std);
+            let routing = self.routing.is_some();
+            let Self {
+                routing: r, listener, ..
+            } = self;
+            tokio::select! {
+                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = sleep_until(resolve_at) => {
+                    let all = resolve_neighbors(&mut self.dp, self.config)?;
+                    resolve_at = Instant::now() + if all { RESOLVE_SLOW } else { RESOLVE_FAST };
+                }
+                _ = sleep_until(router_at), if routing => {
+                    if let Some(r) = &mut self.routing {
+                        r.router.handle_timeout(std::time::Instant::now());
+                    }
+                    self.apply().await;
+                }
+                _ = sleep_until(load_at), if routing => {
+                    load_at = Instant::now() + LOAD_INTERVAL;
+                    self.feed_counters();
+                    self.apply().await;
+                }
+                (from, msg) = async { r.as_mut().expect("guarded").channel.recv().await }, if routing => {
+                    if let Some(r) = &mut self.routing {
+                        r.router.handle(std::time::Instant::now(), Event::Received { from, msg });
+                    }
+                    self.apply().await;
+                }
+                conn = listener.accept() => {
+                    if let Ok((stream, _)) = conn {
+                        self.answer(stream).await;
+                        self.apply().await;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(socket::path(&self.config.name));
+        Ok(())
+    }
+
+    /// Feeds per-neighbour transmit counters and per-destination demand to the core.
+    fn feed_counters(&mut self) {
+        let Some(r) = &mut self.routing else { return };
+        let now = std::time::Instant::now();
+        for n in &self.config.neighbors {
+            let slot = self.slots[&n.node];
+            if let Ok(s) = self.dp.neighbor_stats(slot) {
+                r.router.handle(
+                    now,
+                    Event::LinkLoad {
+                        neighbor: n.node,
+                        tx_bytes: s.tx_bytes,
+                        tx_packets: s.tx_packets,
+                    },
+                );
+            }
+        }
+        if let Ok(demand) = self.dp.demand() {
+            for (dst, packets) in demand {
+                r.router.handle(now, Event::Demand { dst, packets });
+            }
+        }
+    }
+
+    /// Carries out every pending action of the core: messages out, map writes in.
+    async fn apply(&mut self) {
+        let Some(r) = &mut self.routing else { return };
+        while let Some(action) = r.router.poll_action() {
+            match action {
+                Action::Send { to, msg } => r.channel.send(to, msg).await,
+                Action::Install { dst, next_hops, .. } => {
+                    if self.static_dsts.contains(&dst) {
+                        continue;
+                    }
+                    let members: Vec<(u32, u32)> = next_hops
+                        .iter()
+                        .filter_map(|(n, w)| self.slots.get(n).map(|s| (*s, *w)))
+                        .collect();
+                    if members.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = self.dp.install_route(dst, NextHopSet::new(&members)) {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::Withdraw { dst } => {
+                    if !self.static_dsts.contains(&dst) && self.dp.remove_route(dst).is_err() {
+                        // Already absent: nothing to undo.
+                    }
+                }
+                Action::Overlay { prefix, owner } => {
+                    if !self.fixed_prefixes.contains(&prefix)
+                        && let Err(e) = self.dp.add_overlay_prefix(prefix, owner)
+                    {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::OverlayWithdraw { prefix } => {
+                    if !self.fixed_prefixes.contains(&prefix)
+                        && let Err(e) = self.dp.remove_overlay_prefix(prefix)
+                    {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::Neighbor { neighbor, alive } => {
+                    info!("neighbour {neighbor} is {}", if alive { "alive" } else { "dead" });
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, stream: UnixStream) {
+        let (rd, mut wr) = stream.into_split();
+        let mut line = String::new();
+        let read = tokio::time::timeout(
+            Duration::from_millis(500),
+            BufReader::new(rd).read_line(&mut line),
+        )
+        .await;
+        let resp = match read {
+            Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+                Ok(req) => self.handle_request(req),
+                Err(e) => Response::err(format!("bad request {line:?}: {e}")),
+            },
+            _ => return,
+        };
+        let mut out = serde_json::to_string(&resp).unwrap_or_else(|_| "{\"ok\":false}".into());
+        out.push('\n');
+        let _ = wr.write_all(out.as_bytes()).await;
+    }
+
+    fn handle_request(&mut self, req: Request) -> Response {
+        let no_routing = || {
+            Response::err("adaptive routing is not configured on this node (add a [routing] table to its config)")
+        };
+        match req {
+            Request::Status => Response::ok(json!({
+                "name": self.config.name,
+                "node": self.config.node.to_string(),
+                "routing": self.routing.is_some(),
+                "strategy": self.routing.as_ref().map(|r| r.router.params().strategy.to_string()),
+                "control": self.routing.as_ref().map_or(ControlStats::default(), |r| r.channel.stats.clone()),
+                "map_errors": self.map_errors,
+            })),
+            Request::Get => match &self.routing {
+                None => no_routing(),
+                Some(r) => Response::ok(Value::Object(
+                    r.router
+                        .params()
+                        .get_all()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), Value::String(v)))
+                        .collect(),
+                )),
+            },
+            Request::Set { name, value } => match &mut self.routing {
+                None => no_routing(),
+                Some(r) => match r.router.set_param(std::time::Instant::now(), &name, &value) {
+                    Ok(()) => {
+                        info!("set {name} = {value}");
+                        Response::ok(Value::Null)
+                    }
+                    Err(e) => Response::err(e),
+                },
+            },
+            Request::Routes => match &self.routing {
+                None => no_routing(),
+                Some(r) => Response::ok(Value::Array(
+                    r.router
+                        .routes()
+                        .into_iter()
+                        .map(|ri| {
+                            json!({
+                                "dst": ri.dst.to_string(),
+                                "next_hops": ri.next_hops.iter().map(|(n, w)| json!({"node": n.to_string(), "weight": w})).collect::<Vec<_>>(),
+                                "aggregate": ri.aggregate,
+                                "static": self.static_dsts.contains(&ri.dst),
+                                "detail": ri.detail.iter().map(|(n, v)| json!({"node": n.to_string(), "value": v})).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                )),
+            },
+            Request::Neighbors => match &self.routing {
+                None => no_routing(),
+                Some(r) => Response::ok(Value::Array(
+                    r.router
+                        .neighbors()
+                        .into_iter()
+                        .map(|n| {
+                            json!({
+                                "node": n.node.to_string(),
+                                "alive": n.alive,
+                                "srtt_us": n.srtt_us,
+                                "rttvar_us": n.rttvar_us,
+                                "loss": n.loss,
+                                "load_bps": n.load_bps,
+                                "cost_us": n.cost_us,
+                            })
+                        })
+                        .collect(),
+                )),
+            },
+        }
+    }
+}
+
+/// Route budget from available memory: a 1/64 share at [`BYTES_PER_ROUTE`] per entry,
+/// capped by the data plane's map size.
+fn memory_budget() -> usize {
+    let avail_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(1 << 20);
+    let budget = avail_kib * 1024 / MEMORY_SHARE / BYTES_PER_ROUTE;
+    budget.clamp(64, u64::from(matrix_common::MAX_ROUTES)) as usize
+}

@@ -63,6 +63,10 @@ enum TestbedCmd {
         /// Plumbing only: no agents (for debugging the namespaces).
         #[arg(long, hide = true)]
         no_agents: bool,
+        /// Adaptive routing with this strategy (shortest, antnet, q-routing, direct)
+        /// instead of static routes.
+        #[arg(long)]
+        routing: Option<String>,
     },
     /// Stop the agents and remove everything of the testbed (idempotent).
     Down(NameArgs),
@@ -143,6 +147,7 @@ fn testbed_cmd(cmd: TestbedCmd) -> Result<ExitCode> {
             topology,
             name,
             no_agents,
+            routing,
         } => {
             let prefix = match name {
                 Some(n) => n,
@@ -150,6 +155,7 @@ fn testbed_cmd(cmd: TestbedCmd) -> Result<ExitCode> {
             };
             let opts = testbed::UpOptions {
                 agents: !no_agents,
+                routing,
                 ..Default::default()
             };
             let tb = testbed::Testbed::up_with(&topology, &prefix, &opts)

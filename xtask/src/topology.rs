@@ -103,6 +103,9 @@ struct RawTopology {
     link: Vec<RawLink>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    /// Adaptive routing for every agent (`[routing]` of the agent config, without
+    /// `key_file`, which the testbed makes): no static routes are generated then.
+    routing: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +184,7 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,
     pub overrides: Vec<RouteOverride>,
+    pub routing: Option<toml::Table>,
 }
 
 impl Topology {
@@ -316,10 +320,19 @@ impl Topology {
             ports[b] += 1;
         }
 
+        if let Some(r) = &raw.routing
+            && r.contains_key("key_file")
+        {
+            return Err(invalid(
+                "routing.key_file".into(),
+                "the testbed writes the cluster key itself".into(),
+            ));
+        }
         let mut topo = Topology {
             nodes,
             links,
             overrides: Vec::new(),
+            routing: raw.routing.clone(),
         };
         let hops = topo.hop_counts(0);
         if let Some(far) = hops.iter().position(Option::is_none) {

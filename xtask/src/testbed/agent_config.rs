@@ -14,6 +14,8 @@ struct AgentConfig<'a> {
     neighbor: Vec<Neighbor<'a>>,
     route: Vec<RouteEntry>,
     remote_prefix: Vec<RemotePrefix<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<toml::Table>,
 }
 
 #[derive(Serialize)]
@@ -50,7 +52,21 @@ struct RemotePrefix<'a> {
 }
 
 /// The TOML config of node `node` (index), with `routes` from [`crate::routes::compute`].
+#[cfg(test)]
 pub fn render(topo: &Topology, state: &State, node: usize, routes: &[Route]) -> String {
+    render_with(topo, state, node, routes, None)
+}
+
+/// Like [`render`]; with `routing` (the agent's `[routing]` table, key file included)
+/// the agents find routes and overlay prefixes themselves, so none are written.
+pub fn render_with(
+    topo: &Topology,
+    state: &State,
+    node: usize,
+    routes: &[Route],
+    routing: Option<&toml::Table>,
+) -> String {
+    let dynamic = routing.is_some();
     let me = &state.nodes[node];
     let id = |i: usize| topo.nodes[i].id.to_string();
     let neighbor = topo
@@ -106,13 +122,15 @@ pub fn render(topo: &Topology, state: &State, node: usize, routes: &[Route]) -> 
         neighbor,
         route: routes
             .iter()
+            .filter(|_| !dynamic)
             .map(|r| RouteEntry {
                 dst: format!("{}/32", id(r.dst)),
                 via: r.via.iter().map(|&v| id(v)).collect(),
                 weights: r.weights.clone(),
             })
             .collect(),
-        remote_prefix,
+        remote_prefix: if dynamic { Vec::new() } else { remote_prefix },
+        routing: routing.cloned(),
     };
     let body = toml::to_string(&config).expect("agent config serializes to TOML");
     format!(

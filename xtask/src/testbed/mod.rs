@@ -120,6 +120,9 @@ pub struct UpOptions {
     pub agents: bool,
     pub matrix_bin: PathBuf,
     pub ready_timeout: Duration,
+    /// Run adaptive routing with this strategy instead of static routes (overrides the
+    /// topology's `[routing] strategy`).
+    pub routing: Option<String>,
 }
 
 impl Default for UpOptions {
@@ -128,6 +131,7 @@ impl Default for UpOptions {
             agents: true,
             matrix_bin: cargo::matrix_bin(),
             ready_timeout: Duration::from_secs(20),
+            routing: None,
         }
     }
 }
@@ -187,8 +191,9 @@ impl Testbed {
         netns::create(&tb.state)?;
 
         let routes = routes::compute(&topo);
+        let routing = routing_table(&topo, opts, &state_dir(prefix))?;
         for (i, node) in tb.state.nodes.iter().enumerate() {
-            let text = agent_config::render(&topo, &tb.state, i, &routes[i]);
+            let text = agent_config::render_with(&topo, &tb.state, i, &routes[i], routing.as_ref());
             fs::write(&node.config, text).map_err(|source| TestbedError::Io {
                 action: "write agent config",
                 path: node.config.clone(),
@@ -622,4 +627,40 @@ mod tests {
         assert_ne!(a, b);
         check_prefix(&a).unwrap();
     }
+}
+
+/// The agents' `[routing]` table, with a fresh cluster key written into the state dir;
+/// `None` for static routes.
+fn routing_table(
+    topo: &Topology,
+    opts: &UpOptions,
+    dir: &Path,
+) -> Result<Option<toml::Table>, TestbedError> {
+    let mut table = match (&topo.routing, &opts.routing) {
+        (None, None) => return Ok(None),
+        (Some(t), _) => t.clone(),
+        (None, Some(_)) => toml::Table::new(),
+    };
+    if let Some(s) = &opts.routing {
+        table.insert("strategy".into(), toml::Value::String(s.clone()));
+    }
+    let key_file = dir.join("cluster.key");
+    let mut key = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+        .map_err(|source| TestbedError::Io {
+            action: "read a random cluster key",
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    fs::write(&key_file, key).map_err(|source| TestbedError::Io {
+        action: "write cluster key",
+        path: key_file.clone(),
+        source,
+    })?;
+    table.insert(
+        "key_file".into(),
+        toml::Value::String(key_file.display().to_string()),
+    );
+    Ok(Some(table))
 }

@@ -84,11 +84,26 @@ mod tests {
     #[test]
     fn hash_depends_on_every_field() {
         let base = flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 6, 40000, 80);
-        assert_ne!(base, flow_hash_v4([10, 1, 0, 3], [10, 4, 0, 2], 6, 40000, 80));
-        assert_ne!(base, flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 3], 6, 40000, 80));
-        assert_ne!(base, flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 17, 40000, 80));
-        assert_ne!(base, flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 6, 40001, 80));
-        assert_ne!(base, flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 6, 40000, 81));
+        assert_ne!(
+            base,
+            flow_hash_v4([10, 1, 0, 3], [10, 4, 0, 2], 6, 40000, 80)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 3], 6, 40000, 80)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 17, 40000, 80)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 6, 40001, 80)
+        );
+        assert_ne!(
+            base,
+            flow_hash_v4([10, 1, 0, 2], [10, 4, 0, 2], 6, 40000, 81)
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ pub fn select_node(node: Option<&str>) -> anyhow::Result<PathBuf> {
                 "no matrix node is pinned under {} (is `matrix agent` running?)",
                 dataplane::PIN_ROOT
             ),
-            _ => bail!("several nodes are pinned here ({}): choose one with --node", names(&nodes)),
+            _ => bail!(
+                "several nodes are pinned here ({}): choose one with --node",
+                names(&nodes)
+            ),
         },
     }
 }
@@ -50,7 +53,11 @@ fn names(nodes: &[(String, PathBuf)]) -> String {
     if nodes.is_empty() {
         return "none".into();
     }
-    nodes.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    nodes
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
@@ -84,7 +91,12 @@ fn routes_from_agent(name: &str, detail: bool, json: bool) -> anyhow::Result<()>
     if json {
         return print_json(&v);
     }
-    println!("{:<16} {:<9} NEXT HOPS (node:weight){}", "DESTINATION", "KIND", if detail { "   DETAIL (node:value)" } else { "" });
+    println!(
+        "{:<16} {:<9} NEXT HOPS (node:weight){}",
+        "DESTINATION",
+        "KIND",
+        if detail { "   DETAIL (node:value)" } else { "" }
+    );
     for r in v.as_array().into_iter().flatten() {
         let hops: Vec<String> = r["next_hops"]
             .as_array()
@@ -99,13 +111,24 @@ fn routes_from_agent(name: &str, detail: bool, json: bool) -> anyhow::Result<()>
         } else {
             "learnt"
         };
-        let mut line = format!("{:<16} {:<9} {}", r["dst"].as_str().unwrap_or("?"), kind, hops.join(" "));
+        let mut line = format!(
+            "{:<16} {:<9} {}",
+            r["dst"].as_str().unwrap_or("?"),
+            kind,
+            hops.join(" ")
+        );
         if detail {
             let d: Vec<String> = r["detail"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|h| format!("{}:{:.4}", h["node"].as_str().unwrap_or("?"), h["value"].as_f64().unwrap_or(f64::NAN)))
+                .map(|h| {
+                    format!(
+                        "{}:{:.4}",
+                        h["node"].as_str().unwrap_or("?"),
+                        h["value"].as_f64().unwrap_or(f64::NAN)
+                    )
+                })
                 .collect();
             line = format!("{line:<60} {}", d.join(" "));
         }
@@ -181,7 +204,14 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 if let (Some(obj), Some(l)) = (v.as_object_mut(), live_of(&r.node)) {
-                    for k in ["alive", "srtt_us", "rttvar_us", "loss", "load_bps", "cost_us"] {
+                    for k in [
+                        "alive",
+                        "srtt_us",
+                        "rttvar_us",
+                        "loss",
+                        "load_bps",
+                        "cost_us",
+                    ] {
                         obj.insert(k.into(), l[k].clone());
                     }
                 }
@@ -203,7 +233,9 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
                     r.address,
                     l["alive"],
                     l["srtt_us"].as_u64().map_or("-".into(), |v| v.to_string()),
-                    l["rttvar_us"].as_u64().map_or("-".into(), |v| v.to_string()),
+                    l["rttvar_us"]
+                        .as_u64()
+                        .map_or("-".into(), |v| v.to_string()),
                     l["loss"].as_f64().unwrap_or(0.0),
                     l["load_bps"].as_f64().unwrap_or(0.0)
                 );
@@ -216,10 +248,22 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
         "SLOT", "NODE", "ADDRESS", "IFINDEX", "MAC", "RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES"
     );
     for r in rows {
-        let mac = if r.resolved { r.mac } else { "(resolving)".into() };
+        let mac = if r.resolved {
+            r.mac
+        } else {
+            "(resolving)".into()
+        };
         println!(
             "{:<4} {:<10} {:<16} {:<8} {:<18} {:>12} {:>14} {:>12} {:>14}",
-            r.slot, r.node, r.address, r.ifindex, mac, r.rx_packets, r.rx_bytes, r.tx_packets, r.tx_bytes
+            r.slot,
+            r.node,
+            r.address,
+            r.ifindex,
+            mac,
+            r.rx_packets,
+            r.rx_bytes,
+            r.tx_packets,
+            r.tx_bytes
         );
     }
     Ok(())
@@ -240,7 +284,10 @@ pub fn stats(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     line("paths", &s.paths);
     line("drops", &s.drops);
     println!();
-    println!("{:<10} {:>12} {:>14} {:>12} {:>14}", "NEIGHBOR", "RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES");
+    println!(
+        "{:<10} {:>12} {:>14} {:>12} {:>14}",
+        "NEIGHBOR", "RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES"
+    );
     for n in s.neighbors {
         println!(
             "{:<10} {:>12} {:>14} {:>12} {:>14}",
@@ -285,7 +332,11 @@ pub fn status(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&v);
     }
-    println!("node      {} ({})", v["node"].as_str().unwrap_or("?"), v["name"].as_str().unwrap_or("?"));
+    println!(
+        "node      {} ({})",
+        v["node"].as_str().unwrap_or("?"),
+        v["name"].as_str().unwrap_or("?")
+    );
     println!("routing   {}", v["strategy"].as_str().unwrap_or("static"));
     for (k, val) in v["control"].as_object().into_iter().flatten() {
         println!("{k:<15} {val}");

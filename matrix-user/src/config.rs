@@ -41,7 +41,11 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+fn invalid(
+    field: impl Into<String>,
+    value: impl ToString,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         value: value.to_string(),
@@ -175,7 +179,11 @@ fn ipv4(field: String, value: &str) -> Result<Ipv4Addr, ConfigError> {
 fn iface_name(field: String, value: &str) -> Result<String, ConfigError> {
     // IFNAMSIZ is 16 including the NUL.
     if value.is_empty() || value.len() > 15 || value.contains(['/', ' ']) {
-        return Err(invalid(field, format!("\"{value}\""), "not a valid interface name"));
+        return Err(invalid(
+            field,
+            format!("\"{value}\""),
+            "not a valid interface name",
+        ));
     }
     Ok(value.to_string())
 }
@@ -204,7 +212,11 @@ impl Config {
         let name = match raw.name {
             Some(n) => {
                 if n.is_empty() || n.contains(['/', ' ', '.']) && n != node.to_string() {
-                    return Err(invalid("name", format!("\"{n}\""), "must be a plain directory name"));
+                    return Err(invalid(
+                        "name",
+                        format!("\"{n}\""),
+                        "must be a plain directory name",
+                    ));
                 }
                 n
             }
@@ -212,7 +224,11 @@ impl Config {
         };
         let vni = raw.vni.unwrap_or(DEFAULT_VNI);
         if vni > MAX_VNI {
-            return Err(invalid("vni", vni, format!("VNI is 24 bits (max {MAX_VNI})")));
+            return Err(invalid(
+                "vni",
+                vni,
+                format!("VNI is 24 bits (max {MAX_VNI})"),
+            ));
         }
         let hop_limit = raw
             .hop_limit
@@ -226,13 +242,21 @@ impl Config {
         for (i, u) in raw.underlay.iter().enumerate() {
             let iface = iface_name(format!("underlay[{i}].iface"), &u.iface)?;
             if !ifaces.insert(iface.clone()) {
-                return Err(invalid(format!("underlay[{i}].iface"), format!("\"{iface}\""), "listed twice"));
+                return Err(invalid(
+                    format!("underlay[{i}].iface"),
+                    format!("\"{iface}\""),
+                    "listed twice",
+                ));
             }
             let address = ipv4(format!("underlay[{i}].address"), &u.address)?;
             underlay.push(Underlay { iface, address });
         }
         if underlay.is_empty() && !raw.neighbor.is_empty() {
-            return Err(invalid("underlay", "[]", "neighbours are configured but no underlay interface"));
+            return Err(invalid(
+                "underlay",
+                "[]",
+                "neighbours are configured but no underlay interface",
+            ));
         }
 
         let mut workload = Vec::new();
@@ -240,7 +264,11 @@ impl Config {
         for (i, w) in raw.workload.iter().enumerate() {
             let iface = iface_name(format!("workload[{i}].iface"), &w.iface)?;
             if !ifaces.insert(iface.clone()) {
-                return Err(invalid(format!("workload[{i}].iface"), format!("\"{iface}\""), "already used by another [[underlay]] or [[workload]]"));
+                return Err(invalid(
+                    format!("workload[{i}].iface"),
+                    format!("\"{iface}\""),
+                    "already used by another [[underlay]] or [[workload]]",
+                ));
             }
             let mut prefixes = Vec::new();
             for (j, p) in w.prefixes.iter().enumerate() {
@@ -255,20 +283,40 @@ impl Config {
         for (i, n) in raw.neighbor.iter().enumerate() {
             let id = node_id(format!("neighbor[{i}].node"), &n.node)?;
             if id == node {
-                return Err(invalid(format!("neighbor[{i}].node"), format!("\"{}\"", n.node), "is this node itself"));
+                return Err(invalid(
+                    format!("neighbor[{i}].node"),
+                    format!("\"{}\"", n.node),
+                    "is this node itself",
+                ));
             }
             if neighbors.iter().any(|x| x.node == id) {
-                return Err(invalid(format!("neighbor[{i}].node"), format!("\"{}\"", n.node), "listed twice"));
+                return Err(invalid(
+                    format!("neighbor[{i}].node"),
+                    format!("\"{}\"", n.node),
+                    "listed twice",
+                ));
             }
             let address = ipv4(format!("neighbor[{i}].address"), &n.address)?;
             let iface = n.iface.clone();
             if !underlay.iter().any(|u| u.iface == iface) {
-                return Err(invalid(format!("neighbor[{i}].iface"), format!("\"{iface}\""), "is not one of the [[underlay]] interfaces"));
+                return Err(invalid(
+                    format!("neighbor[{i}].iface"),
+                    format!("\"{iface}\""),
+                    "is not one of the [[underlay]] interfaces",
+                ));
             }
-            neighbors.push(NeighborConfig { node: id, address, iface });
+            neighbors.push(NeighborConfig {
+                node: id,
+                address,
+                iface,
+            });
         }
         if neighbors.len() > matrix_common::MAX_NEIGHBORS as usize {
-            return Err(invalid("neighbor", neighbors.len(), format!("at most {} neighbours", matrix_common::MAX_NEIGHBORS)));
+            return Err(invalid(
+                "neighbor",
+                neighbors.len(),
+                format!("at most {} neighbours", matrix_common::MAX_NEIGHBORS),
+            ));
         }
 
         let mut routes: Vec<RouteConfig> = Vec::new();
@@ -279,17 +327,33 @@ impl Config {
                 source,
             })?;
             if routes.iter().any(|x| x.dst == dst) {
-                return Err(invalid(format!("route[{i}].dst"), format!("\"{}\"", r.dst), "listed twice"));
+                return Err(invalid(
+                    format!("route[{i}].dst"),
+                    format!("\"{}\"", r.dst),
+                    "listed twice",
+                ));
             }
             if r.via.is_empty() || r.via.len() > matrix_common::MAX_NEXT_HOPS {
-                return Err(invalid(format!("route[{i}].via"), format!("{:?}", r.via), format!("needs 1 to {} next hops", matrix_common::MAX_NEXT_HOPS)));
+                return Err(invalid(
+                    format!("route[{i}].via"),
+                    format!("{:?}", r.via),
+                    format!("needs 1 to {} next hops", matrix_common::MAX_NEXT_HOPS),
+                ));
             }
             let weights = match &r.weights {
                 Some(w) if w.len() != r.via.len() => {
-                    return Err(invalid(format!("route[{i}].weights"), format!("{w:?}"), format!("needs one weight per `via` entry ({})", r.via.len())));
+                    return Err(invalid(
+                        format!("route[{i}].weights"),
+                        format!("{w:?}"),
+                        format!("needs one weight per `via` entry ({})", r.via.len()),
+                    ));
                 }
                 Some(w) if w.iter().all(|x| *x == 0) => {
-                    return Err(invalid(format!("route[{i}].weights"), format!("{w:?}"), "all weights are 0"));
+                    return Err(invalid(
+                        format!("route[{i}].weights"),
+                        format!("{w:?}"),
+                        "all weights are 0",
+                    ));
                 }
                 Some(w) => w.clone(),
                 None => vec![1; r.via.len()],
@@ -298,7 +362,11 @@ impl Config {
             for (j, v) in r.via.iter().enumerate() {
                 let id = node_id(format!("route[{i}].via[{j}]"), v)?;
                 if !neighbors.iter().any(|n| n.node == id) {
-                    return Err(invalid(format!("route[{i}].via[{j}]"), format!("\"{v}\""), "is not a configured [[neighbor]]"));
+                    return Err(invalid(
+                        format!("route[{i}].via[{j}]"),
+                        format!("\"{v}\""),
+                        "is not a configured [[neighbor]]",
+                    ));
                 }
                 via.push((id, weights[j]));
             }
@@ -310,7 +378,11 @@ impl Config {
             let net = parse_prefix(format!("remote_prefix[{i}].prefix"), &p.prefix)?;
             let owner = node_id(format!("remote_prefix[{i}].node"), &p.node)?;
             if local_prefixes.contains(&net) {
-                return Err(invalid(format!("remote_prefix[{i}].prefix"), format!("\"{}\"", p.prefix), "is also a local [[workload]] prefix"));
+                return Err(invalid(
+                    format!("remote_prefix[{i}].prefix"),
+                    format!("\"{}\"", p.prefix),
+                    "is also a local [[workload]] prefix",
+                ));
             }
             remote_prefixes.push((net, owner));
         }
@@ -344,7 +416,11 @@ fn parse_routing(table: toml::Table) -> Result<RoutingConfig, ConfigError> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             other => {
-                return Err(invalid(format!("routing.{name}"), other, "expected a string or a number"));
+                return Err(invalid(
+                    format!("routing.{name}"),
+                    other,
+                    "expected a string or a number",
+                ));
             }
         };
         if name == "key_file" {
@@ -356,17 +432,29 @@ fn parse_routing(table: toml::Table) -> Result<RoutingConfig, ConfigError> {
             .map_err(|e| invalid(format!("routing.{name}"), &value, e.to_string()))?;
     }
     let key_file = key_file.ok_or_else(|| {
-        invalid("routing.key_file", "(missing)", "adaptive routing needs the cluster key file")
+        invalid(
+            "routing.key_file",
+            "(missing)",
+            "adaptive routing needs the cluster key file",
+        )
     })?;
     Ok(RoutingConfig { key_file, params })
 }
 
 fn parse_prefix(field: String, value: &str) -> Result<IpNet, ConfigError> {
-    let net: IpNet = value
-        .parse()
-        .map_err(|_| invalid(field.clone(), format!("\"{value}\""), "not an IP prefix like 10.1.0.0/24 or fd00::/64"))?;
+    let net: IpNet = value.parse().map_err(|_| {
+        invalid(
+            field.clone(),
+            format!("\"{value}\""),
+            "not an IP prefix like 10.1.0.0/24 or fd00::/64",
+        )
+    })?;
     if net.trunc() != net {
-        return Err(invalid(field, format!("\"{value}\""), format!("has host bits set (did you mean {}?)", net.trunc())));
+        return Err(invalid(
+            field,
+            format!("\"{value}\""),
+            format!("has host bits set (did you mean {}?)", net.trunc()),
+        ));
     }
     Ok(net)
 }
@@ -406,12 +494,17 @@ node = "0.4"
         assert_eq!(c.routes[0].via, vec![(NodeId::new(0, 2), 1)]);
         assert_eq!(c.workload[0].prefixes.len(), 2);
         assert_eq!(c.routing, None);
-        let r = Config::parse(&format!("{GOOD}[routing]\nstrategy = \"antnet\"\nkey_file = \"/k\"\nhello_interval_ms = 50\n"))
-            .unwrap()
-            .routing
-            .unwrap();
+        let r = Config::parse(&format!(
+            "{GOOD}[routing]\nstrategy = \"antnet\"\nkey_file = \"/k\"\nhello_interval_ms = 50\n"
+        ))
+        .unwrap()
+        .routing
+        .unwrap();
         assert_eq!(r.params.strategy, matrix_routing::StrategyKind::Antnet);
-        assert_eq!(r.params.hello_interval, std::time::Duration::from_millis(50));
+        assert_eq!(
+            r.params.hello_interval,
+            std::time::Duration::from_millis(50)
+        );
     }
 
     fn err(text: &str) -> String {
@@ -421,17 +514,50 @@ node = "0.4"
     #[test]
     fn bad_values_are_named() {
         let cases = [
-            (GOOD.replace("node = \"0.1\"", "node = \"zero\""), "`node` = \"zero\""),
-            (GOOD.replace("10.200.0.1", "10.200.0"), "`underlay[0].address` = \"10.200.0\": not an IPv4 address"),
-            (GOOD.replace("10.101.0.0/24", "10.101.0.1/24"), "`workload[0].prefixes[0]` = \"10.101.0.1/24\": has host bits set"),
-            (GOOD.replace("via = [\"0.2\"]", "via = [\"0.9\"]"), "`route[0].via[0]` = \"0.9\": is not a configured [[neighbor]]"),
-            (GOOD.replace("iface = \"u0\"\n[[route]]", "iface = \"u7\"\n[[route]]"), "`neighbor[0].iface` = \"u7\""),
-            (GOOD.replace("name = \"a\"", "name = \"a\"\nvni = 16777216"), "`vni` = 16777216"),
-            (GOOD.replace("name = \"a\"", "name = \"a\"\nhop_limit = 1"), "`hop_limit` = 1"),
-            (GOOD.replace("name = \"a\"", "name = \"a\"\ncolour = 1"), "unknown field `colour`"),
-            (format!("{GOOD}[routing]\nstrategy = \"ospf\"\nkey_file = \"k\"\n"), "`routing.strategy` = \"ospf\""),
-            (format!("{GOOD}[routing]\nstrategy = \"antnet\"\n"), "`routing.key_file` = (missing)"),
-            (format!("{GOOD}[routing]\nkey_file = \"k\"\ndead_count = 0\n"), "`routing.dead_count` = 0"),
+            (
+                GOOD.replace("node = \"0.1\"", "node = \"zero\""),
+                "`node` = \"zero\"",
+            ),
+            (
+                GOOD.replace("10.200.0.1", "10.200.0"),
+                "`underlay[0].address` = \"10.200.0\": not an IPv4 address",
+            ),
+            (
+                GOOD.replace("10.101.0.0/24", "10.101.0.1/24"),
+                "`workload[0].prefixes[0]` = \"10.101.0.1/24\": has host bits set",
+            ),
+            (
+                GOOD.replace("via = [\"0.2\"]", "via = [\"0.9\"]"),
+                "`route[0].via[0]` = \"0.9\": is not a configured [[neighbor]]",
+            ),
+            (
+                GOOD.replace("iface = \"u0\"\n[[route]]", "iface = \"u7\"\n[[route]]"),
+                "`neighbor[0].iface` = \"u7\"",
+            ),
+            (
+                GOOD.replace("name = \"a\"", "name = \"a\"\nvni = 16777216"),
+                "`vni` = 16777216",
+            ),
+            (
+                GOOD.replace("name = \"a\"", "name = \"a\"\nhop_limit = 1"),
+                "`hop_limit` = 1",
+            ),
+            (
+                GOOD.replace("name = \"a\"", "name = \"a\"\ncolour = 1"),
+                "unknown field `colour`",
+            ),
+            (
+                format!("{GOOD}[routing]\nstrategy = \"ospf\"\nkey_file = \"k\"\n"),
+                "`routing.strategy` = \"ospf\"",
+            ),
+            (
+                format!("{GOOD}[routing]\nstrategy = \"antnet\"\n"),
+                "`routing.key_file` = (missing)",
+            ),
+            (
+                format!("{GOOD}[routing]\nkey_file = \"k\"\ndead_count = 0\n"),
+                "`routing.dead_count` = 0",
+            ),
         ];
         for (text, want) in cases {
             let got = err(&text);

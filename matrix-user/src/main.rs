@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use matrix_user::{agent, cli, config::Config};
 
 #[derive(Parser)]
-#[command(name = "matrix", version, about = "Overlay routing for fleets of hosts, forwarded in XDP")]
+#[command(
+    name = "matrix",
+    version,
+    about = "Overlay routing for fleets of hosts, forwarded in XDP"
+)]
 struct Args {
     /// Which local node (pin name or NodeId such as 0.1), when a host runs several.
     #[arg(long, global = true)]

@@ -15,7 +15,11 @@ pub enum NetError {
     #[error("interface {iface}: {reason}")]
     Iproute { iface: String, reason: String },
     #[error("interface {iface}: setting MTU {mtu} failed: {reason}")]
-    SetMtu { iface: String, mtu: u32, reason: String },
+    SetMtu {
+        iface: String,
+        mtu: u32,
+        reason: String,
+    },
 }
 
 /// Facts about one local interface.
@@ -51,7 +55,8 @@ fn parse_link_json(iface: &str, json: &str) -> Result<Interface, NetError> {
         iface: iface.to_string(),
         reason: reason.to_string(),
     };
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad("unreadable `ip -j link` output"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|_| bad("unreadable `ip -j link` output"))?;
     let link = v.get(0).ok_or_else(|| bad("no such link"))?;
     let ifindex = link["ifindex"].as_u64().ok_or_else(|| bad("no ifindex"))? as u32;
     let mtu = link["mtu"].as_u64().ok_or_else(|| bad("no mtu"))? as u32;
@@ -153,7 +158,10 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("0a:0b:0c:0d:0e:0f"), Some([10, 11, 12, 13, 14, 15]));
+        assert_eq!(
+            parse_mac("0a:0b:0c:0d:0e:0f"),
+            Some([10, 11, 12, 13, 14, 15])
+        );
         assert_eq!(parse_mac("0a:0b:0c"), None);
         assert_eq!(parse_mac("0a:0b:0c:0d:0e:0f:00"), None);
     }

@@ -45,7 +45,8 @@ impl Channel {
         key: &[u8],
         neighbors: &[(NodeId, Ipv4Addr)],
     ) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CONTROL_PORT)).await?;
+        let socket =
+            UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CONTROL_PORT)).await?;
         Ok(Self {
             socket,
             codec: Codec::new(key),

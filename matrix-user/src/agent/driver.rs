@@ -58,13 +58,15 @@ impl<'a> Driver<'a> {
         std::fs::create_dir_all(socket::SOCKET_DIR)
             .with_context(|| format!("creating {}", socket::SOCKET_DIR))?;
         let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+        let listener =
+            UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
 
         let routing = match &config.routing {
             None => None,
             Some(r) => {
-                let key = std::fs::read(&r.key_file)
-                    .with_context(|| format!("reading cluster key file {}", r.key_file.display()))?;
+                let key = std::fs::read(&r.key_file).with_context(|| {
+                    format!("reading cluster key file {}", r.key_file.display())
+                })?;
                 if key.len() < 16 {
                     anyhow::bail!(
                         "cluster key file {} holds {} bytes; use at least 16 random bytes",
@@ -75,9 +77,16 @@ impl<'a> Driver<'a> {
                 let mut params = r.params.clone();
                 if params.max_routes.is_none() {
                     params.max_routes = Some(memory_budget());
-                    info!("route budget {} (from available memory)", params.max_routes.unwrap_or(0));
+                    info!(
+                        "route budget {} (from available memory)",
+                        params.max_routes.unwrap_or(0)
+                    );
                 }
-                let neighbors: Vec<_> = config.neighbors.iter().map(|n| (n.node, n.address)).collect();
+                let neighbors: Vec<_> = config
+                    .neighbors
+                    .iter()
+                    .map(|n| (n.node, n.address))
+                    .collect();
                 let channel = Channel::bind(config.node, &key, &neighbors)
                     .await
                     .context("binding the control channel (UDP 6082)")?;
@@ -85,7 +94,11 @@ impl<'a> Driver<'a> {
                     RouterConfig {
                         node: config.node,
                         neighbors: config.neighbors.iter().map(|n| n.node).collect(),
-                        prefixes: config.workload.iter().flat_map(|w| w.prefixes.clone()).collect(),
+                        prefixes: config
+                            .workload
+                            .iter()
+                            .flat_map(|w| w.prefixes.clone())
+                            .collect(),
                         params,
                         seed: u64::from(config.node.0),
                     },
@@ -131,7 +144,9 @@ impl<'a> Driver<'a> {
                 .map_or(far, Instant::from_std);
             let routing = self.routing.is_some();
             let Self {
-                routing: r, listener, ..
+                routing: r,
+                listener,
+                ..
             } = self;
             tokio::select! {
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
@@ -237,7 +252,10 @@ impl<'a> Driver<'a> {
                     }
                 }
                 Action::Neighbor { neighbor, alive } => {
-                    info!("neighbour {neighbor} is {}", if alive { "alive" } else { "dead" });
+                    info!(
+                        "neighbour {neighbor} is {}",
+                        if alive { "alive" } else { "dead" }
+                    );
                 }
             }
         }
@@ -265,7 +283,9 @@ impl<'a> Driver<'a> {
 
     fn handle_request(&mut self, req: Request) -> Response {
         let no_routing = || {
-            Response::err("adaptive routing is not configured on this node (add a [routing] table to its config)")
+            Response::err(
+                "adaptive routing is not configured on this node (add a [routing] table to its config)",
+            )
         };
         match req {
             Request::Status => Response::ok(json!({

@@ -19,9 +19,7 @@ pub use control::ControlStats;
 
 use anyhow::Context as _;
 use log::{info, warn};
-use matrix_common::{
-    ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet, programs,
-};
+use matrix_common::{ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet, programs};
 
 use crate::{
     config::Config,
@@ -111,9 +109,9 @@ fn fill(dp: &mut DataPlane, config: &Config, underlay: &[Interface]) -> anyhow::
             .find(|(i, _)| i.name == n.iface)
             .expect("config validation ties every neighbour to an underlay interface");
         // Keep a MAC learnt by a previous agent run: forwarding goes on meanwhile.
-        let prev = old_neighbors
-            .iter()
-            .find(|(s, o)| *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0);
+        let prev = old_neighbors.iter().find(|(s, o)| {
+            *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0
+        });
         let (remote_mac, flags) = match prev {
             Some((_, o)) => (o.remote_mac, o.flags),
             None => ([0; 6], NEIGHBOR_F_VALID),
@@ -185,7 +183,10 @@ fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interf
     for w in workload {
         if w.mtu > want {
             match net::set_mtu(&w.name, want) {
-                Ok(()) => info!("{}: MTU {} -> {want} (underlay {min} - {ENCAP_MTU_OVERHEAD})", w.name, w.mtu),
+                Ok(()) => info!(
+                    "{}: MTU {} -> {want} (underlay {min} - {ENCAP_MTU_OVERHEAD})",
+                    w.name, w.mtu
+                ),
                 Err(e) => warn!("{e}"),
             }
         }
@@ -202,7 +203,12 @@ pub(crate) fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::
         let cur = dp.neighbor(slot)?;
         match net::arp_lookup(n.address, &n.iface) {
             Some(mac) if !cur.usable() || cur.remote_mac != mac => {
-                info!("neighbour {} at {} is {}", n.node, n.address, dataplane::mac_string(mac));
+                info!(
+                    "neighbour {} at {} is {}",
+                    n.node,
+                    n.address,
+                    dataplane::mac_string(mac)
+                );
                 dp.resolve_neighbor(slot, mac)?;
             }
             Some(_) => {}

@@ -64,8 +64,12 @@ pub fn agent_running(name: &str) -> bool {
 /// Sends one request to the agent of node `name` and returns its data.
 pub fn request(name: &str, req: &Request) -> anyhow::Result<Value> {
     let p = path(name);
-    let mut stream = UnixStream::connect(&p)
-        .with_context(|| format!("no agent answers on {} (is `matrix agent` running?)", p.display()))?;
+    let mut stream = UnixStream::connect(&p).with_context(|| {
+        format!(
+            "no agent answers on {} (is `matrix agent` running?)",
+            p.display()
+        )
+    })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');

@@ -47,7 +47,7 @@ pub enum DataPlaneError {
     OpenMap {
         path: PathBuf,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error("map {map}: {op} of {key} failed")]
     Map {
@@ -55,13 +55,13 @@ pub enum DataPlaneError {
         op: &'static str,
         key: String,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error("map EGRESS: cannot add ifindex {ifindex}")]
     Egress {
         ifindex: u32,
         #[source]
-        source: aya::maps::xdp::XdpMapError,
+        source: Box<aya::maps::xdp::XdpMapError>,
     },
     #[error("neighbour slot {slot} is out of range (max {max})", max = MAX_NEIGHBORS - 1)]
     SlotRange { slot: u32 },
@@ -87,12 +87,16 @@ pub enum DataPlaneError {
 
 type Result<T> = std::result::Result<T, DataPlaneError>;
 
-fn map_err(map: &'static str, op: &'static str, key: impl ToString) -> impl FnOnce(MapError) -> DataPlaneError {
+fn map_err(
+    map: &'static str,
+    op: &'static str,
+    key: impl ToString,
+) -> impl FnOnce(MapError) -> DataPlaneError {
     move |source| DataPlaneError::Map {
         map,
         op,
         key: key.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -103,7 +107,7 @@ where
     let path = dir.join(name);
     let open_err = |source| DataPlaneError::OpenMap {
         path: path.clone(),
-        source,
+        source: Box::new(source),
     };
     let data = MapData::from_pin(&path).map_err(open_err)?;
     let map = Map::from_map_data(data).map_err(open_err)?;
@@ -160,7 +164,9 @@ impl DataPlane {
     }
 
     pub fn config(&self) -> Result<Config> {
-        self.config.get(&0, 0).map_err(map_err(names::CONFIG, "read", 0))
+        self.config
+            .get(&0, 0)
+            .map_err(map_err(names::CONFIG, "read", 0))
     }
 
     pub fn set_config(&mut self, config: Config) -> Result<()> {
@@ -173,7 +179,10 @@ impl DataPlane {
     pub fn add_egress(&mut self, ifindex: u32) -> Result<()> {
         self.egress
             .insert(ifindex, ifindex, None, 0)
-            .map_err(|source| DataPlaneError::Egress { ifindex, source })
+            .map_err(|source| DataPlaneError::Egress {
+                ifindex,
+                source: Box::new(source),
+            })
     }
 
     /// Writes neighbour `slot` and indexes its underlay address, so packets from it are
@@ -203,7 +212,11 @@ impl DataPlane {
             match self.neigh_by_addr.remove(&old.remote_ipv4) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) => {
-                    return Err(map_err(names::NEIGH_BY_ADDR, "remove", Ipv4Addr::from(old.remote_ipv4))(e));
+                    return Err(map_err(
+                        names::NEIGH_BY_ADDR,
+                        "remove",
+                        Ipv4Addr::from(old.remote_ipv4),
+                    )(e));
                 }
             }
         }
@@ -279,11 +292,19 @@ impl DataPlane {
         match net {
             IpNet::V4(n) => self
                 .overlay_v4
-                .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0)
+                .insert(
+                    &Key::new(n.prefix_len() as u32, n.addr().octets()),
+                    value,
+                    0,
+                )
                 .map_err(map_err(names::OVERLAY_V4, "insert", net)),
             IpNet::V6(n) => self
                 .overlay_v6
-                .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0)
+                .insert(
+                    &Key::new(n.prefix_len() as u32, n.addr().octets()),
+                    value,
+                    0,
+                )
                 .map_err(map_err(names::OVERLAY_V6, "insert", net)),
         }
     }
@@ -348,16 +369,18 @@ impl DataPlane {
 
     /// Traffic with neighbour `slot`, summed over CPUs.
     pub fn neighbor_stats(&self, slot: u32) -> Result<NeighborStats> {
-        let per_cpu = self
-            .neigh_stats
-            .get(&slot, 0)
-            .map_err(map_err(names::NEIGH_STATS, "read", slot))?;
-        Ok(per_cpu.iter().fold(NeighborStats::default(), |a, s| NeighborStats {
-            rx_packets: a.rx_packets + s.rx_packets,
-            rx_bytes: a.rx_bytes + s.rx_bytes,
-            tx_packets: a.tx_packets + s.tx_packets,
-            tx_bytes: a.tx_bytes + s.tx_bytes,
-        }))
+        let per_cpu =
+            self.neigh_stats
+                .get(&slot, 0)
+                .map_err(map_err(names::NEIGH_STATS, "read", slot))?;
+        Ok(per_cpu
+            .iter()
+            .fold(NeighborStats::default(), |a, s| NeighborStats {
+                rx_packets: a.rx_packets + s.rx_packets,
+                rx_bytes: a.rx_bytes + s.rx_bytes,
+                tx_packets: a.tx_packets + s.tx_packets,
+                tx_bytes: a.tx_bytes + s.tx_bytes,
+            }))
     }
 }
 

@@ -26,7 +26,8 @@ pub const DROP_UNKNOWN_OPTION: u32 = 10;
 pub const DROP_UNKNOWN_NEIGHBOR: u32 = 11;
 /// Hop limit ran out.
 pub const DROP_EXPIRED: u32 = 12;
-/// No route to the destination node, or no owner for the inner destination address.
+/// No route to the destination node. (A workload packet whose destination has no owner
+/// is not overlay traffic: it is passed to the stack, not dropped.)
 pub const DROP_NO_ROUTE: u32 = 13;
 /// The encapsulated packet would not fit the egress underlay MTU.
 pub const DROP_TOO_BIG: u32 = 14;

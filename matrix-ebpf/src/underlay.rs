@@ -4,7 +4,7 @@ use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use matrix_common::{
     Config, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR,
     DROP_UNKNOWN_OPTION, ENCAP_HEADROOM, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN,
-    GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN,
+    GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN,
     MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN, UdpHdr, csum,
 };
 
@@ -80,8 +80,14 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         return Outcome::Drop(DROP_UNKNOWN_OPTION);
     }
     let proto = geneve.protocol();
-    if proto != ETH_P_IPV4 && proto != ETH_P_IPV6 {
-        return Outcome::Drop(DROP_UNKNOWN_OPTION);
+    let min_inner = match proto {
+        ETH_P_IPV4 => IPV4_HDR_LEN,
+        ETH_P_IPV6 => IPV6_HDR_LEN,
+        _ => return Outcome::Drop(DROP_UNKNOWN_OPTION),
+    };
+    // An overlay packet must carry at least an inner IP header.
+    if ip_len < INNER_OFF - IP_OFF + min_inner {
+        return Outcome::Drop(DROP_MALFORMED);
     }
     count_rx(src_slot, len);
 
@@ -160,6 +166,9 @@ fn transit(
         (*udp).check = [0, 0];
         (*opt).hop_limit = hop_limit - 1;
     }
-    count_tx(hop.slot, frame_len(ctx));
-    send(ctx, nb.ifindex, PATH_TRANSIT)
+    let out = send(ctx, nb.ifindex, PATH_TRANSIT);
+    if !matches!(out, Outcome::Drop(_)) {
+        count_tx(hop.slot, frame_len(ctx));
+    }
+    out
 }

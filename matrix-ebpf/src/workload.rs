@@ -109,9 +109,13 @@ pub fn process(ctx: &XdpContext) -> Outcome {
             ),
         };
     }
-    count_tx(hop.slot, frame_len(ctx));
-    count_demand(inner.dst_node);
-    send(ctx, nb.ifindex, PATH_ENCAP)
+    let out = send(ctx, nb.ifindex, PATH_ENCAP);
+    // Only what actually leaves counts as load and demand.
+    if !matches!(out, Outcome::Drop(_)) {
+        count_tx(hop.slot, frame_len(ctx));
+        count_demand(inner.dst_node);
+    }
+    out
 }
 
 #[inline(always)]

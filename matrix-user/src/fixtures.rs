@@ -313,88 +313,47 @@ impl Encap {
     }
 }
 
-/// Serialises the outer headers field by field (not by memory layout), in wire order.
-pub fn outer_bytes(o: &OuterV4) -> Vec<u8> {
-    let (eth, ip, udp, g, opt) = (&o.eth, &o.ip, &o.udp, &o.geneve, &o.opt);
+/// The outer header fields in wire order: one list for serialising and parsing, so the
+/// bytes never depend on the structs' memory layout.
+fn outer_fields(o: &mut OuterV4) -> [&mut [u8]; 29] {
+    use std::slice::from_mut as one;
+    let OuterV4 {
+        eth,
+        ip,
+        udp,
+        geneve: g,
+        opt,
+    } = o;
     #[rustfmt::skip]
-    let fields: &[&[u8]] = &[
-        &eth.dst, &eth.src, &eth.ether_type,
-        &[ip.version_ihl, ip.tos], &ip.total_len, &ip.id, &ip.frag_off, &[ip.ttl, ip.protocol],
-        &ip.check, &ip.src, &ip.dst,
-        &udp.src_port, &udp.dst_port, &udp.len, &udp.check,
-        &[g.ver_opt_len, g.flags], &g.protocol, &g.vni_reserved,
-        &opt.class, &[opt.opt_type, opt.len], &opt.dst_node, &opt.src_node,
-        &[opt.hop_limit, opt.flags], &opt.flow_hash,
+    let fields: [&mut [u8]; 29] = [
+        &mut eth.dst, &mut eth.src, &mut eth.ether_type,
+        one(&mut ip.version_ihl), one(&mut ip.tos), &mut ip.total_len, &mut ip.id,
+        &mut ip.frag_off, one(&mut ip.ttl), one(&mut ip.protocol), &mut ip.check, &mut ip.src,
+        &mut ip.dst,
+        &mut udp.src_port, &mut udp.dst_port, &mut udp.len, &mut udp.check,
+        one(&mut g.ver_opt_len), one(&mut g.flags), &mut g.protocol, &mut g.vni_reserved,
+        &mut opt.class, one(&mut opt.opt_type), one(&mut opt.len), &mut opt.dst_node,
+        &mut opt.src_node, one(&mut opt.hop_limit), one(&mut opt.flags), &mut opt.flow_hash,
     ];
-    fields.concat()
+    fields
+}
+
+/// Serialises the outer headers.
+pub fn outer_bytes(o: &OuterV4) -> Vec<u8> {
+    let mut o = *o;
+    outer_fields(&mut o).concat()
 }
 
 /// Parses the outer headers of an overlay frame (the inverse of [`outer_bytes`]).
 pub fn parse_outer(frame: &[u8]) -> Option<OuterV4> {
     let mut rest = frame.get(..ENCAP_OVERHEAD)?;
-    let mut take = |n: usize| {
-        let (head, tail) = rest.split_at(n);
+    let mut o = encapsulated(0, &[]).outer;
+    for field in outer_fields(&mut o) {
+        let (head, tail) = rest.split_at(field.len());
+        field.copy_from_slice(head);
         rest = tail;
-        head
-    };
-    // Fields are read in the order written (struct expressions evaluate left to right).
-    macro_rules! a {
-        ($n:literal) => {
-            <[u8; $n]>::try_from(take($n)).unwrap()
-        };
     }
-    let eth = EthHdr {
-        dst: a!(6),
-        src: a!(6),
-        ether_type: a!(2),
-    };
-    let ([version_ihl, tos], total_len, id, frag_off) = (a!(2), a!(2), a!(2), a!(2));
-    let [ttl, protocol] = a!(2);
-    let (check, src, dst) = (a!(2), a!(4), a!(4));
-    let ip = Ipv4Hdr {
-        version_ihl,
-        tos,
-        total_len,
-        id,
-        frag_off,
-        ttl,
-        protocol,
-        check,
-        src,
-        dst,
-    };
-    let udp = UdpHdr {
-        src_port: a!(2),
-        dst_port: a!(2),
-        len: a!(2),
-        check: a!(2),
-    };
-    let ([ver_opt_len, flags], protocol, vni_reserved) = (a!(2), a!(2), a!(4));
-    let geneve = GeneveHdr {
-        ver_opt_len,
-        flags,
-        protocol,
-        vni_reserved,
-    };
-    let (class, [opt_type, len], dst_node, src_node) = (a!(2), a!(2), a!(4), a!(4));
-    let ([hop_limit, flags], flow_hash) = (a!(2), a!(2));
-    let opt = MatrixOpt {
-        class,
-        opt_type,
-        len,
-        dst_node,
-        src_node,
-        hop_limit,
-        flags,
-        flow_hash,
-    };
-    Some(OuterV4 {
-        eth,
-        ip,
-        udp,
-        geneve,
-        opt,
-    })
+    Some(o)
 }
 
 // ---- The standard world --------------------------------------------------------------------
@@ -1031,6 +990,8 @@ fn drops() -> Vec<Fixture> {
         u("underlay/drop_malformed_truncated_geneve", to_tx.clone().total_len(headers + 4).truncate(GENEVE_OFF + 4), DROP_MALFORMED),
         u("underlay/drop_malformed_truncated_option", to_tx.clone().total_len(headers + 16).truncate(GENEVE_OFF + 16), DROP_MALFORMED),
         u("underlay/drop_malformed_total_len_over_frame", to_tx.clone().total_len(ip_len + 1), DROP_MALFORMED),
+        // Geneve and option complete, but no inner IP header behind them.
+        u("underlay/drop_malformed_no_inner_packet", to_tx.clone().total_len(headers + 24).truncate(GENEVE_OFF + 24), DROP_MALFORMED),
         u("underlay/drop_unknown_option_version", to_tx.clone().geneve_version(1), DROP_UNKNOWN_OPTION),
         u("underlay/drop_unknown_option_opt_len", to_tx.clone().with(|o| o.geneve.ver_opt_len = 5), DROP_UNKNOWN_OPTION),
         u("underlay/drop_unknown_option_vni", to_tx.clone().vni(VNI + 1), DROP_UNKNOWN_OPTION),

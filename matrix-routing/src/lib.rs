@@ -12,13 +12,49 @@
 //!  poll_action()       ◀── Send / Install / Withdraw / Overlay / NeighborUp|Down
 //!  poll_timeout()      ◀── next deadline
 //! ```
+//!
+//! One module per concern:
+//!
+//! | module | concern |
+//! |---|---|
+//! | `router` | the public API, timers, recomputing routes |
+//! | `events` | one handler per input (hello, advert, summary, ant, Q batch) |
+//! | `neighbor` | liveness, RTT (RFC 6298), hello loss, load, link cost |
+//! | `lsdb`, `flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
+//! | `topology` | shortest paths inside the zone and across the zone backbone (ECMP) |
+//! | `antnet`, `demand` | AntNet tables, traffic models, ants; local demand per destination |
+//! | `qrouting` | Q-routing tables and estimate batches |
+//! | `routes`, `aggregate` | quantise, hysteresis, make-before-break diff; the route budget |
+//! | `overlay` | overlay prefix owners |
+//! | `dest`, `timer`, `rng`, `error` | destination keys, the timer table, the seeded PRNG, errors |
+//!
+//! Tiers: a node routes to every host of its zone (`/32`) and to every other zone as a
+//! whole (`zone.0/16`) through border nodes. Host adverts stay in their zone; border nodes
+//! flood zone summaries (backbone links, zone prefixes) to the fleet, so a node's state
+//! grows with its zone and the number of zones, not with the fleet.
 
+mod aggregate;
+mod antnet;
+mod demand;
+mod dest;
+pub mod error;
+mod events;
+mod flood;
+mod lsdb;
 pub mod message;
+mod neighbor;
 pub mod node;
+mod overlay;
 pub mod params;
+mod qrouting;
+mod rng;
 pub mod router;
+mod routes;
+mod timer;
+mod topology;
 
-pub use message::{AuthError, Codec, Message};
+pub use error::ProcessError;
+pub use message::{Advert, Ant, AntKind, AuthError, Codec, Envelope, Message, ZoneSummary};
 pub use node::{NodeId, NodePrefix};
 pub use params::{ParamError, Params, StrategyKind};
-pub use router::{Action, Event, NeighborInfo, RouteInfo, Router, RouterConfig};
+pub use router::{Action, Counters, Event, NeighborInfo, RouteInfo, Router, RouterConfig};

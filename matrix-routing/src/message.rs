@@ -36,7 +36,12 @@ pub enum Message {
     Ant(Ant),
     /// Q-routing: the sender's current best estimates of delivery time from itself to
     /// each destination, in microseconds (Boyan & Littman's `min_z Q_y(d, z)`), batched.
+    /// A destination in another zone than the receiver's stands for that whole zone and
+    /// is written `zone.0`.
     QEstimates(Vec<(NodeId, u32)>),
+    /// Zone reachability from a border node, flooded to every zone (host adverts stay
+    /// inside their zone).
+    ZoneSummary(ZoneSummary),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +53,28 @@ pub struct Advert {
     pub links: Vec<(NodeId, u32)>,
     pub prefixes: Vec<IpNet>,
     /// Remaining lifetime in milliseconds; a node that stops advertising ages out.
+    pub max_age_ms: u32,
+}
+
+/// What a border node tells the whole fleet about its zone. Every node builds from these
+/// a backbone graph (border nodes, their inter-zone links, and the cost of crossing each
+/// zone between its borders) and routes to each remote zone with one prefix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZoneSummary {
+    pub origin: NodeId,
+    /// One sequence number per origination, shared by all its parts.
+    pub seq: u64,
+    /// A big zone's prefix list spans several datagrams: this is part `part` of `parts`.
+    /// Only part 0 carries `links`.
+    pub part: u16,
+    pub parts: u16,
+    /// Backbone links: to the other border nodes of the origin's zone (intra-zone path
+    /// cost) and to the origin's live neighbours in other zones (link cost), microseconds.
+    pub links: Vec<(NodeId, u32)>,
+    /// Overlay prefixes owned in the origin's zone, with their owners.
+    pub prefixes: Vec<(IpNet, NodeId)>,
+    /// Remaining lifetime in milliseconds; a summary with no links and no prefixes
+    /// withdraws an earlier one (the origin stopped being a border node).
     pub max_age_ms: u32,
 }
 
@@ -63,10 +90,19 @@ pub struct Ant {
     /// Identifies the ant at its source (loop detection, logs).
     pub id: u32,
     pub src: NodeId,
+    /// A host of the source's zone, or `zone.0` for another zone: such an ant arrives at
+    /// the first node of that zone it reaches.
     pub dst: NodeId,
     /// Nodes visited so far and the time spent on each hop in microseconds, source first.
     /// A backward ant carries the forward ant's stack and walks it back.
+    ///
+    /// Entry `(k, t)` is pushed by node `k` as it forwards the ant: `t` is `k`'s own
+    /// estimate of the delay to the next hop (srtt/2 + queueing; agents' clocks are not
+    /// synchronised). The node where the ant arrives pushes itself with 0.
     pub stack: Vec<(NodeId, u32)>,
+    /// Hops taken so far, cycles cut from `stack` included: the ant's age, which bounds
+    /// its life even when it keeps cutting cycles.
+    pub hops: u16,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

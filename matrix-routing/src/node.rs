@@ -10,7 +10,9 @@ pub const ZONE_BITS: u32 = 16;
 const HOST_BITS: u32 = 32 - ZONE_BITS;
 const HOST_MASK: u32 = (1 << HOST_BITS) - 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct NodeId(pub u32);
 
@@ -86,7 +88,9 @@ impl FromStr for NodeId {
 }
 
 /// A prefix over NodeIds: the first `len` bits of `id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodePrefix {
     pub id: NodeId,
     pub len: u32,
@@ -95,6 +99,22 @@ pub struct NodePrefix {
 impl NodePrefix {
     pub const fn host(id: NodeId) -> Self {
         Self { id, len: 32 }
+    }
+    /// `zone.0/16`: every host of `zone`.
+    pub const fn of_zone(zone: u32) -> Self {
+        Self {
+            id: NodeId::new(zone, 0),
+            len: ZONE_BITS,
+        }
+    }
+    /// The prefix of length `len` (clamped to 0..=32) that covers `id`.
+    pub const fn covering(id: NodeId, len: u32) -> Self {
+        let len = if len > 32 { 32 } else { len };
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        Self {
+            id: NodeId(id.0 & mask),
+            len,
+        }
     }
     pub fn contains(&self, id: NodeId) -> bool {
         let mask = if self.len == 0 {
@@ -161,11 +181,20 @@ mod tests {
     #[test]
     fn errors_name_the_value() {
         let e = "3".parse::<NodeId>().unwrap_err();
-        assert_eq!(e.to_string(), "node id `3` is not of the form zone.host (e.g. 3.17)");
+        assert_eq!(
+            e.to_string(),
+            "node id `3` is not of the form zone.host (e.g. 3.17)"
+        );
         let e = "70000.1".parse::<NodeId>().unwrap_err();
         assert!(e.to_string().contains("zone 70000"), "{e}");
         assert!(matches!("0.0".parse::<NodeId>(), Err(NodeIdError::Zero(_))));
-        assert!(matches!("3.1/16".parse::<NodePrefix>(), Err(NodeIdError::HostBits { .. })));
-        assert!(matches!("3.0/40".parse::<NodePrefix>(), Err(NodeIdError::PrefixLen { .. })));
+        assert!(matches!(
+            "3.1/16".parse::<NodePrefix>(),
+            Err(NodeIdError::HostBits { .. })
+        ));
+        assert!(matches!(
+            "3.0/40".parse::<NodePrefix>(),
+            Err(NodeIdError::PrefixLen { .. })
+        ));
     }
 }

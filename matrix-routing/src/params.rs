@@ -62,7 +62,11 @@ pub enum ParamError {
 }
 
 /// Every tunable, with the defaults the issue and the papers give.
+///
+/// `#[serde(default)]`: a stored parameter set from an older version, lacking newer
+/// fields, still loads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Params {
     pub strategy: StrategyKind,
     /// Interval between hellos to each neighbour.
@@ -73,13 +77,18 @@ pub struct Params {
     pub advert_interval: Duration,
     /// Interval between forward ants launched by this node (AntNet).
     pub ant_interval: Duration,
-    /// Probability that a forward ant / Q-routing choice explores uniformly.
+    /// AntNet: probability that a forward ant picks its next hop uniformly. Q-routing:
+    /// the weight share of the next hops other than the best (those closer to the
+    /// destination than this node).
     pub exploration: f64,
     /// AntNet reinforcement weights c1 (trip time vs best) and c2 (confidence).
     pub antnet_c1: f64,
     pub antnet_c2: f64,
     /// AntNet squash function steepness `a` (the paper's `a/|N_k|`).
     pub antnet_a: f64,
+    /// AntNet weight `alpha` of the local queue heuristic in a forward ant's choice
+    /// (the paper keeps it between 0.2 and 0.5).
+    pub antnet_alpha: f64,
     /// AntNet local traffic model: exponential mean factor eta and window factor c.
     pub antnet_eta: f64,
     pub antnet_window: f64,
@@ -89,6 +98,9 @@ pub struct Params {
     pub hysteresis: f64,
     /// Routing-state budget: at most this many route entries (None: derived from memory).
     pub max_routes: Option<usize>,
+    /// Capacity assumed for every underlay link, megabits per second: the queueing term
+    /// of a link's cost is an M/M/1 wait at the measured load on this capacity.
+    pub link_capacity_mbps: f64,
 }
 
 impl Default for Params {
@@ -103,14 +115,19 @@ impl Default for Params {
             antnet_c1: 0.7,
             antnet_c2: 0.3,
             antnet_a: 10.0,
+            antnet_alpha: 0.45,
             antnet_eta: 0.005,
             antnet_window: 0.3,
             q_learning_rate: 0.5,
             hysteresis: 0.1,
             max_routes: None,
+            link_capacity_mbps: 1000.0,
         }
     }
 }
+
+/// Longest interval accepted.
+const MAX_INTERVAL_MS: u64 = 86_400_000;
 
 fn ms(name: &str, value: &str) -> Result<Duration, ParamError> {
     let v: u64 = value.parse().map_err(|_| ParamError::Value {
@@ -123,6 +140,14 @@ fn ms(name: &str, value: &str) -> Result<Duration, ParamError> {
             name: name.into(),
             value: value.into(),
             reason: "must be at least 1 ms".into(),
+        });
+    }
+    // Deadlines are `now + interval * a few`: keep them far from overflowing.
+    if v > MAX_INTERVAL_MS {
+        return Err(ParamError::Value {
+            name: name.into(),
+            value: value.into(),
+            reason: format!("must be at most {MAX_INTERVAL_MS} ms (a day)"),
         });
     }
     Ok(Duration::from_millis(v))
@@ -146,7 +171,7 @@ fn unit(name: &str, value: &str, lo: f64, hi: f64) -> Result<f64, ParamError> {
 
 impl Params {
     /// Names accepted by [`Params::set`], in display order.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 17] = [
         "strategy",
         "hello_interval_ms",
         "dead_count",
@@ -156,12 +181,14 @@ impl Params {
         "antnet_c1",
         "antnet_c2",
         "antnet_a",
+        "antnet_alpha",
         "antnet_eta",
         "antnet_window",
         "q_learning_rate",
         "hysteresis",
         "max_routes",
         "zone_bits",
+        "link_capacity_mbps",
     ];
 
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ParamError> {
@@ -177,6 +204,7 @@ impl Params {
             "antnet_c1" => self.antnet_c1 = unit(name, value, 0.0, 1.0)?,
             "antnet_c2" => self.antnet_c2 = unit(name, value, 0.0, 1.0)?,
             "antnet_a" => self.antnet_a = unit(name, value, 0.0, 1e6)?,
+            "antnet_alpha" => self.antnet_alpha = unit(name, value, 0.0, 1.0)?,
             "antnet_eta" => self.antnet_eta = unit(name, value, 0.0, 1.0)?,
             "antnet_window" => self.antnet_window = unit(name, value, 0.0, 1.0)?,
             "q_learning_rate" => self.q_learning_rate = unit(name, value, 0.0, 1.0)?,
@@ -188,6 +216,7 @@ impl Params {
                     Some(unit(name, value, 1.0, 1e9)? as usize)
                 }
             }
+            "link_capacity_mbps" => self.link_capacity_mbps = unit(name, value, 0.001, 1e7)?,
             "zone_bits" => {
                 return Err(ParamError::Value {
                     name: name.into(),
@@ -213,6 +242,7 @@ impl Params {
             ("antnet_c1", self.antnet_c1.to_string()),
             ("antnet_c2", self.antnet_c2.to_string()),
             ("antnet_a", self.antnet_a.to_string()),
+            ("antnet_alpha", self.antnet_alpha.to_string()),
             ("antnet_eta", self.antnet_eta.to_string()),
             ("antnet_window", self.antnet_window.to_string()),
             ("q_learning_rate", self.q_learning_rate.to_string()),
@@ -222,6 +252,7 @@ impl Params {
                 self.max_routes.map_or("auto".into(), |m| m.to_string()),
             ),
             ("zone_bits", crate::node::ZONE_BITS.to_string()),
+            ("link_capacity_mbps", self.link_capacity_mbps.to_string()),
         ]
     }
 }
@@ -242,7 +273,25 @@ mod tests {
             p.set("exploration", "2").unwrap_err().to_string(),
             "parameter `exploration` = `2`: must be in 0..=1"
         );
-        assert_eq!(p.set("colour", "1"), Err(ParamError::Unknown("colour".into())));
+        assert_eq!(
+            p.set("colour", "1"),
+            Err(ParamError::Unknown("colour".into()))
+        );
         assert!(p.set("strategy", "ospf").is_err());
+        assert!(p.set("hello_interval_ms", "18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn names_and_get_all_agree() {
+        let p = Params::default();
+        let got: Vec<_> = p.get_all().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(got, Params::NAMES);
+        let mut q = Params::default();
+        for (name, value) in p.get_all() {
+            if name != "zone_bits" {
+                q.set(name, &value).unwrap();
+            }
+        }
+        assert_eq!(p, q);
     }
 }

@@ -5,15 +5,31 @@
 //! API CONTRACT (the agent and the simulator are written against it; keep it stable):
 //! `Router::new`, `handle`, `handle_timeout`, `poll_timeout`, `poll_action`,
 //! `set_param`, `params`, `neighbors`, `routes`, and the `Event`/`Action` enums.
+//! Additions to the contract (nothing renamed or removed): `Router::ignored_messages`,
+//! `counters`, `overlay_prefixes`, `pheromones`; `Counters`.
 
-use std::time::Instant;
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 use ipnet::IpNet;
 
 use crate::{
+    antnet::AntNet,
+    demand::Demand,
+    dest,
+    lsdb::Lsdb,
     message::Message,
+    neighbor::NeighborTable,
     node::{NodeId, NodePrefix},
-    params::{ParamError, Params},
+    overlay::OverlayTable,
+    params::{ParamError, Params, StrategyKind},
+    qrouting::QRouting,
+    rng::Rng,
+    routes::{Candidate, RouteTable},
+    timer::{Timer, TimerTable},
+    topology::Topology,
 };
 
 /// What a router is told at start-up.
@@ -101,63 +117,373 @@ pub struct RouteInfo {
     pub detail: Vec<(NodeId, f64)>,
 }
 
+/// Routes are recomputed this long after a change, so a burst of adverts or ants costs
+/// one computation. A dead neighbour does not wait: its routes are repointed at once.
+const RECOMPUTE_HOLD: Duration = Duration::from_millis(10);
+/// Adverts go out up to this fraction of an interval early, at random (seeded), so a
+/// fleet that booted together does not flood in lockstep.
+const ADVERT_JITTER: f64 = 0.1;
+
+/// What the router has counted (`matrix status`, the simulator).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages from nodes that are not configured neighbours, dropped.
+    pub from_strangers: u64,
+    /// Messages dropped for any other reason (a `ProcessError`, logged at debug level).
+    pub rejected: u64,
+    /// Control messages sent.
+    pub sent: u64,
+    pub adverts_originated: u64,
+    pub summaries_originated: u64,
+    pub ants_launched: u64,
+    /// Backward ants that made it home.
+    pub ants_returned: u64,
+    /// Ants destroyed on the way (loops, no route, too long, dead next hop).
+    pub ants_dropped: u64,
+}
+
 /// The routing core of one node.
 pub struct Router {
-    _private: (),
+    pub(crate) me: NodeId,
+    pub(crate) params: Params,
+    pub(crate) prefixes: Vec<IpNet>,
+    pub(crate) rng: Rng,
+    pub(crate) neighbors: NeighborTable,
+    pub(crate) lsdb: Lsdb,
+    pub(crate) advert_seq: u64,
+    pub(crate) summary_seq: u64,
+    /// Our last zone summary had content (we are, or were, a border node).
+    pub(crate) summary_live: bool,
+    /// When our unchanged zone summary is next refreshed.
+    pub(crate) summary_refresh: Option<Instant>,
+    pub(crate) topo: Topology,
+    pub(crate) topo_dirty: bool,
+    /// Known destinations and the neighbours routes to each may use.
+    pub(crate) dests: BTreeMap<NodePrefix, Vec<NodeId>>,
+    pub(crate) antnet: AntNet,
+    pub(crate) qrouting: QRouting,
+    pub(crate) demand: Demand,
+    pub(crate) routes: RouteTable,
+    pub(crate) overlay: OverlayTable,
+    pub(crate) timers: TimerTable,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) counters: Counters,
 }
 
 impl Router {
     pub fn new(config: RouterConfig, now: Instant) -> Self {
-        let _ = (config, now);
-        todo!("routing core")
+        let me = config.node;
+        let mut r = Self {
+            me,
+            rng: Rng::new(config.seed, me.0),
+            neighbors: NeighborTable::new(&config.neighbors, me, now),
+            lsdb: Lsdb::new(me),
+            advert_seq: 0,
+            summary_seq: 0,
+            summary_live: false,
+            summary_refresh: None,
+            topo: Topology::default(),
+            topo_dirty: true,
+            dests: BTreeMap::new(),
+            antnet: AntNet::default(),
+            qrouting: QRouting::default(),
+            demand: Demand::default(),
+            routes: RouteTable::default(),
+            overlay: OverlayTable::default(),
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            counters: Counters::default(),
+            prefixes: config.prefixes,
+            params: config.params,
+        };
+        // Our advert goes into our own database at once; nobody is alive to hear it yet.
+        r.originate_advert(now);
+        r.timers.set(Timer::Hello, now);
+        let first = r.advert_delay();
+        r.timers.set(Timer::Advert, now + first);
+        if r.params.strategy == StrategyKind::Antnet {
+            r.timers.set(Timer::Ant, now + r.params.ant_interval);
+        }
+        r
     }
 
     pub fn node(&self) -> NodeId {
-        todo!()
+        self.me
     }
 
     pub fn handle(&mut self, now: Instant, event: Event) {
-        let _ = (now, event);
-        todo!()
+        match event {
+            Event::Received { from, msg } => self.process_message(now, from, msg),
+            Event::LinkLoad {
+                neighbor,
+                tx_bytes,
+                tx_packets,
+            } => self
+                .neighbors
+                .on_load(now, neighbor, tx_bytes, tx_packets, &self.params),
+            Event::Demand { dst, packets } => self.demand.observe(now, dst, packets),
+            Event::LinkState {
+                neighbor,
+                up: false,
+            } => {
+                if self.neighbors.set_down(neighbor) {
+                    self.neighbor_down(now, neighbor);
+                }
+            }
+            Event::LinkState { neighbor, up: true } => {
+                // Carrier is back: probe now rather than at the next hello.
+                if let Some(msg) = self.neighbors.hello_to(now, neighbor, &self.params) {
+                    self.send(neighbor, msg);
+                }
+            }
+        }
+        self.rearm();
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if self.timers.take_expired(Timer::Dead, now) {
+            for n in self.neighbors.expire(now, &self.params) {
+                self.neighbor_down(now, n);
+            }
+        }
+        if self.timers.take_expired(Timer::Age, now) {
+            let topo = &self.topo;
+            if self
+                .lsdb
+                .expire(now, |o| topo.reaches(o), self.params.advert_interval)
+            {
+                self.topo_dirty = true;
+                self.schedule_recompute(now);
+            }
+        }
+        if self.timers.take_expired(Timer::Hello, now) {
+            for (to, msg) in self.neighbors.hellos(now, &self.params) {
+                self.send(to, msg);
+            }
+            if self.params.strategy == StrategyKind::QRouting {
+                let max_age = crate::neighbor::dead_interval(&self.params);
+                if self.qrouting.expire(now, max_age) {
+                    self.schedule_recompute(now);
+                }
+                self.send_estimates();
+            }
+            self.timers
+                .set(Timer::Hello, now + self.params.hello_interval);
+        }
+        if self.timers.take_expired(Timer::Advert, now) {
+            self.originate_advert(now);
+            self.originate_summary(now, false);
+            let next = self.advert_delay();
+            self.timers.set(Timer::Advert, now + next);
+        }
+        if self.timers.take_expired(Timer::Ant, now) {
+            self.launch_ant();
+            self.timers.set(Timer::Ant, now + self.params.ant_interval);
+        }
+        if self.timers.take_expired(Timer::Recompute, now) {
+            self.recompute();
+        }
+        self.rearm();
     }
 
     /// The next instant `handle_timeout` must be called at.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.timers.next()
     }
 
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
+        self.actions.pop_front()
     }
 
     pub fn params(&self) -> &Params {
-        todo!()
+        &self.params
     }
 
     /// Changes a parameter at run time; changing `strategy` switches strategy and
     /// re-derives every route (make before break).
     pub fn set_param(&mut self, now: Instant, name: &str, value: &str) -> Result<(), ParamError> {
-        let _ = (now, name, value);
-        todo!()
+        let old = self.params.clone();
+        self.params.set(name, value)?;
+        match name {
+            "strategy" if old.strategy != self.params.strategy => {
+                self.antnet.clear();
+                self.qrouting.clear();
+                if self.params.strategy == StrategyKind::Antnet {
+                    self.timers.set(Timer::Ant, now + self.params.ant_interval);
+                } else {
+                    self.timers.stop(Timer::Ant);
+                }
+                self.recompute();
+            }
+            "hello_interval_ms" => self
+                .timers
+                .set_earlier(Timer::Hello, now + self.params.hello_interval),
+            "advert_interval_ms" => self
+                .timers
+                .set_earlier(Timer::Advert, now + self.params.advert_interval),
+            "ant_interval_ms" if self.params.strategy == StrategyKind::Antnet => {
+                self.timers
+                    .set_earlier(Timer::Ant, now + self.params.ant_interval);
+            }
+            "link_capacity_mbps" => self.neighbors.refresh(&self.params),
+            "hysteresis" | "max_routes" => self.recompute(),
+            _ => {}
+        }
+        self.rearm();
+        Ok(())
     }
 
     pub fn neighbors(&self) -> Vec<NeighborInfo> {
-        todo!()
+        self.neighbors.info()
     }
 
     pub fn routes(&self) -> Vec<RouteInfo> {
-        todo!()
+        self.routes.info()
     }
 
     /// Entries of routing state this node holds (routes, pheromone/Q rows, LSDB entries):
     /// the simulator's `state_entries_per_node`.
     pub fn state_entries(&self) -> usize {
-        todo!()
+        self.routes.len()
+            + self.antnet.state_entries()
+            + self.qrouting.state_entries()
+            + self.lsdb.len()
+    }
+
+    /// Messages dropped because their sender is not a configured neighbour.
+    pub fn ignored_messages(&self) -> u64 {
+        self.counters.from_strangers
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Overlay prefixes currently learnt from other nodes.
+    pub fn overlay_prefixes(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// AntNet's probability row for `dst` (neighbour, probability), if it has one.
+    pub fn pheromones(&self, dst: NodePrefix) -> Option<Vec<(NodeId, f64)>> {
+        self.antnet.rows().get(&dst).map(|r| r.entries().to_vec())
+    }
+
+    fn advert_delay(&mut self) -> Duration {
+        self.params
+            .advert_interval
+            .mul_f64(1.0 - ADVERT_JITTER * self.rng.unit())
+    }
+
+    pub(crate) fn schedule_recompute(&mut self, now: Instant) {
+        self.timers
+            .set_earlier(Timer::Recompute, now + RECOMPUTE_HOLD);
+    }
+
+    fn rearm(&mut self) {
+        self.timers
+            .set_opt(Timer::Dead, self.neighbors.next_deadline(&self.params));
+        self.timers.set_opt(Timer::Age, self.lsdb.next_expiry());
+    }
+
+    /// Re-derives destinations and the strategy's routes, and writes the differences.
+    pub(crate) fn recompute(&mut self) {
+        self.timers.stop(Timer::Recompute);
+        if self.topo_dirty {
+            let nbrs = &self.neighbors;
+            self.topo = Topology::compute(self.me, &self.lsdb, |n| nbrs.is_alive(n));
+            self.topo_dirty = false;
+        }
+        self.dests = self
+            .topo
+            .destinations()
+            .map(|(d, _)| (d, dest::eligible(self.me, d, &self.neighbors)))
+            .collect();
+        match self.params.strategy {
+            StrategyKind::Antnet => self.antnet.sync(&self.dests),
+            StrategyKind::QRouting => self.qrouting.sync(&self.dests),
+            StrategyKind::Direct | StrategyKind::Shortest => {}
+        }
+        let wanted = self.wanted_routes();
+        let nbrs = &self.neighbors;
+        self.routes.update(
+            self.me,
+            wanted,
+            |n| nbrs.is_alive(n),
+            self.params.hysteresis,
+            self.params.max_routes,
+            &mut self.actions,
+        );
+        let owners = self.overlay_owners();
+        self.overlay.update(owners, &mut self.actions);
+    }
+
+    fn shortest_candidate(&self, d: NodePrefix) -> Option<Candidate> {
+        let p = self.topo.path(d)?;
+        Some(Candidate {
+            hops: p.first_hops.iter().map(|n| (*n, 1.0)).collect(),
+            detail: p.first_hops.iter().map(|n| (*n, p.cost as f64)).collect(),
+            aggregate: d.len < 32,
+        })
+    }
+
+    /// Every strategy's answer: a weighted next-hop set per destination.
+    fn wanted_routes(&self) -> BTreeMap<NodePrefix, Candidate> {
+        let dests = self.dests.keys().copied();
+        match self.params.strategy {
+            StrategyKind::Direct => self
+                .neighbors
+                .alive_ids()
+                .map(|n| {
+                    let cost = self.neighbors.get(n).map_or(0, |x| x.cost_us());
+                    let c = Candidate {
+                        hops: vec![(n, 1.0)],
+                        detail: vec![(n, f64::from(cost))],
+                        aggregate: false,
+                    };
+                    (NodePrefix::host(n), c)
+                })
+                .collect(),
+            StrategyKind::Shortest => dests
+                .filter_map(|d| Some((d, self.shortest_candidate(d)?)))
+                .collect(),
+            StrategyKind::Antnet => dests
+                .filter_map(|d| Some((d, self.antnet.candidate(d)?)))
+                .collect(),
+            // Until the estimates for a destination arrive, its shortest path carries data.
+            StrategyKind::QRouting => dests
+                .filter_map(|d| {
+                    let c = self.qrouting.candidate(d, self.params.exploration);
+                    Some((d, c.or_else(|| self.shortest_candidate(d))?))
+                })
+                .collect(),
+        }
+    }
+
+    /// Prefix owners: hosts of our zone from their adverts, other zones from summaries
+    /// of zones we can reach. Our own prefixes are the agent's business.
+    fn overlay_owners(&self) -> BTreeMap<IpNet, NodeId> {
+        let mut wanted = BTreeMap::new();
+        for h in self.topo.hosts.keys() {
+            for p in self.lsdb.advert(*h).map_or(&[][..], |a| &a.prefixes[..]) {
+                OverlayTable::claim(&mut wanted, *p, *h);
+            }
+        }
+        let zone = self.me.zone();
+        for s in self.lsdb.summaries() {
+            if s.origin.zone() == zone || !self.topo.zones.contains_key(&s.origin.zone()) {
+                continue;
+            }
+            for (p, owner) in s
+                .prefixes
+                .iter()
+                .filter(|(_, o)| o.zone() == s.origin.zone())
+            {
+                OverlayTable::claim(&mut wanted, *p, *owner);
+            }
+        }
+        wanted.retain(|p, _| !self.prefixes.contains(p));
+        wanted
     }
 }

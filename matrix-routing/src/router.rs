@@ -419,6 +419,26 @@ impl Router {
         self.overlay.update(owners, &mut self.actions);
     }
 
+    /// Whether data for `d` may go to neighbour `n`: `n` is strictly closer to `d` than
+    /// we are by the link-state graph, so it cannot hand the packet back to us.
+    ///
+    /// AntNet's pheromone rows stay as the paper has them; only the data plane's next
+    /// hops are restricted. Without this, after a failure behind a neighbour its
+    /// pheromone (still high) keeps sending data into a loop until ants undo it, which
+    /// takes seconds; with it, data moves as soon as the neighbour's advert changes.
+    fn downstream(&self, n: NodeId, d: NodePrefix, views: &BTreeMap<NodeId, Topology>) -> bool {
+        if d.contains(n) {
+            return true;
+        }
+        let Some(mine) = self.topo.path(d).map(|p| p.cost) else {
+            return true;
+        };
+        views
+            .get(&n)
+            .and_then(|v| v.path(d))
+            .is_some_and(|p| p.cost < mine)
+    }
+
     fn shortest_candidate(&self, d: NodePrefix) -> Option<Candidate> {
         let p = self.topo.path(d)?;
         Some(Candidate {
@@ -448,9 +468,25 @@ impl Router {
             StrategyKind::Shortest => dests
                 .filter_map(|d| Some((d, self.shortest_candidate(d)?)))
                 .collect(),
-            StrategyKind::Antnet => dests
-                .filter_map(|d| Some((d, self.antnet.candidate(d)?)))
-                .collect(),
+            StrategyKind::Antnet => {
+                // Each live neighbour's own view of the link-state graph, for the
+                // downstream filter below.
+                let views: BTreeMap<NodeId, Topology> = self
+                    .neighbors
+                    .alive_ids()
+                    .map(|n| (n, Topology::compute(n, &self.lsdb, |_| true)))
+                    .collect();
+                dests
+                    .filter_map(|d| {
+                        let mut c = self.antnet.candidate(d)?;
+                        c.hops.retain(|(n, _)| self.downstream(*n, d, &views));
+                        if c.hops.is_empty() {
+                            return Some((d, self.shortest_candidate(d)?));
+                        }
+                        Some((d, c))
+                    })
+                    .collect()
+            }
             // Until the estimates for a destination arrive, its shortest path carries data.
             StrategyKind::QRouting => dests
                 .filter_map(|d| {

@@ -43,6 +43,8 @@ enum Command {
     Get,
     /// What the agent runs, and its control-channel counters.
     Status,
+    /// Discrete-event simulation of the routing core over a topology.
+    Sim(matrix_sim::SimArgs),
 
     /// Neighbours: underlay address, MAC, and traffic counters.
     #[command(alias = "neighbours")]
@@ -79,6 +81,11 @@ fn run() -> anyhow::Result<()> {
         Command::Set { name, value } => cli::set(node, &name, &value),
         Command::Get => cli::get(node, args.json),
         Command::Status => cli::status(node, args.json),
+        Command::Sim(mut sim) => {
+            sim.json |= args.json;
+            print!("{}", matrix_sim::run(&sim)?);
+            Ok(())
+        }
 
         Command::Neighbors => cli::neighbors(node, args.json),
         Command::Stats => cli::stats(node, args.json),

@@ -1,0 +1,68 @@
+//! Routing state and control overhead per node as the fleet grows (DESIGN.md section 7):
+//! `cargo run --release -p matrix-sim --example scale -- --sizes 1000,4000,10000
+//! --duration 4 --warmup 2 --rate 0.02 --strategy shortest`. Each size is a zoned
+//! `random:N`; each strategy runs alone so its wall time is its own.
+
+use std::{process::ExitCode, time::Instant};
+
+use clap::Parser;
+use matrix_sim::{Setup, SimArgs};
+
+#[derive(Parser)]
+#[command(name = "scale")]
+struct Cli {
+    /// Fleet sizes, comma-separated.
+    #[arg(long, default_value = "1000,4000,10000", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    println!(
+        "{:>6} {:>5} {:<10} {:>16} {:>8} {:>12} {:>13} {:>9} {:>10} {:>8}",
+        "nodes",
+        "zones",
+        "strategy",
+        "state/node(max)",
+        "routes",
+        "ctrl msgs/s",
+        "ctrl bytes/s",
+        "delivered",
+        "events",
+        "wall s"
+    );
+    for &n in &cli.sizes {
+        let args = SimArgs {
+            topology: format!("random:{n}"),
+            ..cli.sim.clone()
+        };
+        let setup = match Setup::new(&args) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for &strategy in &setup.strategies {
+            let started = Instant::now();
+            let r = setup.run_one(strategy);
+            let wall = started.elapsed().as_secs_f64();
+            println!(
+                "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>10} {:>8.1}",
+                r.nodes,
+                r.zones,
+                r.strategy,
+                format!("{:.1}({})", r.state_entries_per_node, r.state_entries_max),
+                r.routes_per_node,
+                r.control_msgs_per_node_s,
+                r.control_bytes_per_node_s,
+                r.delivered_ratio,
+                r.events,
+                wall
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}

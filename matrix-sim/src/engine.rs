@@ -1,0 +1,692 @@
+//! The discrete-event engine: one `matrix_routing::Router` per node, driven exactly as
+//! the agent drives it (events in with `now`, `handle_timeout` at `poll_timeout`,
+//! `poll_action` drained after every call), over simulated links and data planes.
+//!
+//! ```text
+//!  traffic sources ─ SessionStart/SessionPacket ─▶ forward() at the origin
+//!  forward(): hop limit, LPM, pick by flow hash ─▶ Channel (drop-tail FIFO) ─ Arrive ─▶
+//!      forward() at the next node ... delivered at the destination
+//!  Router actions: Send ─▶ the same Channel (control shares queues with data)
+//!                  Install/Withdraw ─▶ the node's Fib
+//!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
+//!  Fail ─▶ Channel::fail on both directions, Event::LinkState{up: false} at both ends
+//! ```
+//!
+//! Virtual time is u64 nanoseconds since the start; the Router sees `base + t`. Events
+//! at the same time run in insertion order, so a run is a pure function of its inputs.
+
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, BinaryHeap},
+    time::{Duration, Instant},
+};
+
+use matrix_common::maps::NextHopSet;
+use matrix_routing::{
+    Action, Event, Message, NodeId, Params, Router, RouterConfig, StrategyKind,
+    message::{MAC_LEN, MAX_DATAGRAM},
+};
+
+use crate::{
+    metrics::{DropReason, FailureTrack, Metrics},
+    network::{Channel, Fib, NOT_A_NEIGHBOR},
+    rng::{Rng, derive},
+    topology::Topology,
+    traffic::{Session, TrafficPlan},
+};
+
+/// How often each node's router gets its link counters and demand (the agent's poll).
+pub const COUNTER_INTERVAL_NS: u64 = 100_000_000;
+/// Routers start at random instants in this span, as agents of a fleet never start in
+/// the same microsecond (and lock-step hellos would make every queue burst at once).
+const START_SPREAD_NS: u64 = 100_000_000;
+/// After traffic stops, how long packets still in the network may take to arrive.
+const DRAIN_NS: u64 = 5_000_000_000;
+/// A router still due right after `handle_timeout` is called again this much later
+/// rather than in a loop at the same instant.
+const STUCK_TIMER_NS: u64 = 1_000;
+/// Bytes a control message adds to its postcard body on the wire: Ethernet 14, IPv4 20,
+/// UDP 8, version 1, MAC.
+const CONTROL_OVERHEAD: u32 = 14 + 20 + 8 + 1 + MAC_LEN as u32;
+
+/// What the engine needs of a routing core: the `Router` API the agent uses. A trait so
+/// the engine's own tests can drive it with a scripted core.
+pub trait Core {
+    fn handle(&mut self, now: Instant, event: Event);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_action(&mut self) -> Option<Action>;
+    fn state_entries(&self) -> usize;
+}
+
+impl Core for Router {
+    fn handle(&mut self, now: Instant, event: Event) {
+        Router::handle(self, now, event)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Router::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Router::poll_timeout(self)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Router::poll_action(self)
+    }
+    fn state_entries(&self) -> usize {
+        Router::state_entries(self)
+    }
+}
+
+/// One simulation run: a strategy and everything that is the same for all strategies.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub strategy: StrategyKind,
+    /// Router parameters; `strategy` is overridden by the field above.
+    pub params: Params,
+    pub packet_bytes: u32,
+    pub hop_limit: u8,
+    pub queue_bytes: u64,
+    pub duration_ns: u64,
+    pub warmup_ns: u64,
+    pub seed: u64,
+    /// (link index, cut time).
+    pub failures: Vec<(usize, u64)>,
+}
+
+/// What a run leaves behind for the report.
+#[derive(Debug)]
+pub struct RunResult {
+    pub metrics: Metrics,
+    /// `Router::state_entries` of every node at the end of the run.
+    pub state_entries: Vec<usize>,
+    /// Forwarding entries of every node at the end of the run.
+    pub fib_entries: Vec<usize>,
+    pub events: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Packet {
+    src: u32,
+    dst: u32,
+    created: u64,
+    flow_hash: u16,
+    hop_limit: u8,
+}
+
+#[derive(Debug)]
+enum Item {
+    Data(Packet),
+    // Boxed: control messages are the large variant, data packets the common one.
+    Control(Box<Message>),
+}
+
+#[derive(Debug)]
+enum Ev {
+    Start(u32),
+    Timer { node: u32, generation: u32 },
+    Counters(u32),
+    Arrive { chan: u32, epoch: u32, item: Item },
+    SessionStart(u32),
+    SessionPacket(u32),
+    Fail(u32),
+}
+
+struct Entry {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed: BinaryHeap is a max-heap, the earliest (then first inserted) must win.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// A node's end of a link.
+#[derive(Clone, Copy, Debug)]
+struct Port {
+    peer: u32,
+    peer_id: NodeId,
+    chan: u32,
+}
+
+struct Node<R> {
+    id: NodeId,
+    router: Option<R>,
+    timer_generation: u32,
+    timer_at: Option<u64>,
+    fib: Fib,
+    ports: Vec<Port>,
+    /// Packets originated per destination node (the data plane's DEMAND map); ordered,
+    /// so the router hears them in the same order every run.
+    demand: BTreeMap<u32, u64>,
+}
+
+impl<R> Node<R> {
+    fn port_to(&self, id: NodeId) -> Option<Port> {
+        self.ports.iter().copied().find(|p| p.peer_id == id)
+    }
+}
+
+struct Sim<'a, R, F> {
+    cfg: &'a RunConfig,
+    make_router: F,
+    base: Instant,
+    now: u64,
+    seq: u64,
+    heap: BinaryHeap<Entry>,
+    nodes: Vec<Node<R>>,
+    chans: Vec<Channel>,
+    /// Per channel: the failure whose affected pairs it records.
+    chan_failure: Vec<Option<usize>>,
+    plan: TrafficPlan,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<u32>,
+    metrics: Metrics,
+    /// Data packets on channels: the run may end once traffic stopped and this is 0.
+    in_flight: u64,
+    actions: Vec<Action>,
+    encode_buf: Vec<u8>,
+    events: u64,
+}
+
+/// Runs one strategy over `topo` with the traffic of `plan`.
+pub fn simulate(topo: &Topology, plan: &TrafficPlan, cfg: &RunConfig) -> RunResult {
+    simulate_with(topo, plan, cfg, Router::new)
+}
+
+/// [`simulate`] with another routing core, made per node by `make_router`.
+pub fn simulate_with<R: Core>(
+    topo: &Topology,
+    plan: &TrafficPlan,
+    cfg: &RunConfig,
+    make_router: impl FnMut(RouterConfig, Instant) -> R,
+) -> RunResult {
+    Sim::new(topo, plan, cfg, make_router).run()
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
+    fn new(topo: &Topology, plan: &TrafficPlan, cfg: &'a RunConfig, make_router: F) -> Self {
+        let mut nodes: Vec<Node<R>> = topo
+            .nodes
+            .iter()
+            .map(|n| Node {
+                id: n.id,
+                router: None,
+                timer_generation: 0,
+                timer_at: None,
+                fib: Fib::default(),
+                ports: Vec::new(),
+                demand: BTreeMap::new(),
+            })
+            .collect();
+        let mut chans = Vec::with_capacity(2 * topo.links.len());
+        for l in &topo.links {
+            for (from, to) in [(l.a, l.b), (l.b, l.a)] {
+                let chan = chans.len() as u32;
+                chans.push(Channel::new(
+                    from as u32,
+                    to as u32,
+                    l.delay_ns,
+                    l.capacity_bps,
+                    cfg.queue_bytes,
+                ));
+                let peer_id = nodes[to].id;
+                nodes[from].ports.push(Port {
+                    peer: to as u32,
+                    peer_id,
+                    chan,
+                });
+            }
+        }
+        let mut chan_failure = vec![None; chans.len()];
+        let mut failures = Vec::with_capacity(cfg.failures.len());
+        for (i, &(link, at)) in cfg.failures.iter().enumerate() {
+            chan_failure[2 * link] = Some(i);
+            chan_failure[2 * link + 1] = Some(i);
+            failures.push(FailureTrack::new(at));
+        }
+        let metrics = Metrics::new((cfg.warmup_ns, cfg.duration_ns), failures);
+        Self {
+            cfg,
+            make_router,
+            base: Instant::now(),
+            now: 0,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            nodes,
+            chans,
+            chan_failure,
+            plan: plan.clone(),
+            sessions: Vec::new(),
+            free_sessions: Vec::new(),
+            metrics,
+            in_flight: 0,
+            actions: Vec::new(),
+            encode_buf: vec![0; MAX_DATAGRAM - MAC_LEN - 1],
+            events: 0,
+        }
+    }
+
+    fn at(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Entry {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    fn run(mut self) -> RunResult {
+        let mut rng = Rng::new(derive(self.cfg.seed, 0x57A7));
+        for n in 0..self.nodes.len() {
+            let start = rng.below(START_SPREAD_NS as usize) as u64;
+            self.at(start, Ev::Start(n as u32));
+        }
+        for s in 0..self.plan.sources.len() {
+            let gap = self.plan.sources[s].next_gap();
+            self.at_secs(gap, Ev::SessionStart(s as u32));
+        }
+        for (i, &(_, at)) in self.cfg.failures.iter().enumerate() {
+            self.at(at, Ev::Fail(i as u32));
+        }
+        let end = self.cfg.duration_ns;
+        while let Some(entry) = self.heap.pop() {
+            if entry.at >= end && (self.in_flight == 0 || entry.at >= end + DRAIN_NS) {
+                self.heap.push(entry);
+                break;
+            }
+            self.now = entry.at;
+            self.events += 1;
+            self.dispatch(entry.ev);
+        }
+        // Whatever data is still on a link never arrived.
+        for entry in std::mem::take(&mut self.heap) {
+            if let Ev::Arrive {
+                item: Item::Data(p),
+                ..
+            } = entry.ev
+            {
+                self.drop_packet(&p, DropReason::InFlightAtEnd);
+            }
+        }
+        let state_entries = self
+            .nodes
+            .iter()
+            .map(|n| n.router.as_ref().map_or(0, |r| r.state_entries()))
+            .collect();
+        let fib_entries = self.nodes.iter().map(|n| n.fib.len()).collect();
+        RunResult {
+            metrics: self.metrics,
+            state_entries,
+            fib_entries,
+            events: self.events,
+        }
+    }
+
+    /// Schedules `ev` `secs` from now, unless that is past the end of traffic.
+    fn at_secs(&mut self, secs: f64, ev: Ev) -> bool {
+        let t = self.now.saturating_add((secs * 1e9) as u64);
+        if t >= self.cfg.duration_ns {
+            return false;
+        }
+        self.at(t, ev);
+        true
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Start(n) => self.start(n as usize),
+            Ev::Timer { node, generation } => self.timer(node as usize, generation),
+            Ev::Counters(n) => self.counters(n as usize),
+            Ev::Arrive { chan, epoch, item } => self.arrive(chan as usize, epoch, item),
+            Ev::SessionStart(s) => self.session_start(s as usize),
+            Ev::SessionPacket(slot) => self.session_packet(slot as usize),
+            Ev::Fail(i) => self.fail(i as usize),
+        }
+    }
+
+    fn start(&mut self, n: usize) {
+        let mut params = self.cfg.params.clone();
+        params.strategy = self.cfg.strategy;
+        let node = &self.nodes[n];
+        let config = RouterConfig {
+            node: node.id,
+            neighbors: node.ports.iter().map(|p| p.peer_id).collect(),
+            prefixes: Vec::new(),
+            params,
+            seed: derive(self.cfg.seed, n as u64),
+        };
+        let now = self.instant();
+        let router = (self.make_router)(config, now);
+        self.nodes[n].router = Some(router);
+        self.after_router(n, false);
+        self.at(self.now + COUNTER_INTERVAL_NS, Ev::Counters(n as u32));
+    }
+
+    /// Drains the router's actions, applies them, and re-arms its timer.
+    fn after_router(&mut self, n: usize, fired: bool) {
+        let mut actions = std::mem::take(&mut self.actions);
+        if let Some(r) = self.nodes[n].router.as_mut() {
+            while let Some(a) = r.poll_action() {
+                actions.push(a);
+            }
+        }
+        for a in actions.drain(..) {
+            self.apply(n, a);
+        }
+        self.actions = actions;
+        self.rearm(n, fired);
+    }
+
+    fn rearm(&mut self, n: usize, fired: bool) {
+        let (base, now) = (self.base, self.now);
+        let node = &mut self.nodes[n];
+        let Some(deadline) = node.router.as_ref().and_then(|r| r.poll_timeout()) else {
+            return;
+        };
+        let mut at = ns(deadline.saturating_duration_since(base)).max(now);
+        if fired && at == now {
+            at = now + STUCK_TIMER_NS;
+        }
+        // An earlier deadline replaces the armed one (whose event then goes stale); a
+        // later one waits for the armed event, which re-arms when it finds nothing due.
+        if node.timer_at.is_none_or(|t| at < t) {
+            node.timer_generation += 1;
+            node.timer_at = Some(at);
+            let generation = node.timer_generation;
+            self.at(
+                at,
+                Ev::Timer {
+                    node: n as u32,
+                    generation,
+                },
+            );
+        }
+    }
+
+    fn timer(&mut self, n: usize, generation: u32) {
+        let now = self.instant();
+        let node = &mut self.nodes[n];
+        if generation != node.timer_generation {
+            return;
+        }
+        node.timer_at = None;
+        let Some(router) = node.router.as_mut() else {
+            return;
+        };
+        let due = router.poll_timeout().is_some_and(|d| d <= now);
+        if due {
+            router.handle_timeout(now);
+        }
+        self.after_router(n, due);
+    }
+
+    fn apply(&mut self, n: usize, action: Action) {
+        match action {
+            Action::Send { to, msg } => self.send_control(n, to, msg),
+            Action::Install { dst, next_hops, .. } => {
+                let node = &mut self.nodes[n];
+                let members: Vec<(u32, u32)> = next_hops
+                    .iter()
+                    .map(|&(hop, w)| (node.port_to(hop).map_or(NOT_A_NEIGHBOR, |p| p.peer), w))
+                    .collect();
+                node.fib.insert(dst, NextHopSet::new(&members));
+                self.count_route_update();
+            }
+            Action::Withdraw { dst } => {
+                self.nodes[n].fib.remove(dst);
+                self.count_route_update();
+            }
+            // Overlay prefixes and neighbour liveness have no simulated consumer.
+            Action::Overlay { .. } | Action::OverlayWithdraw { .. } | Action::Neighbor { .. } => {}
+        }
+    }
+
+    fn count_route_update(&mut self) {
+        if self.metrics.in_window(self.now) {
+            self.metrics.route_updates += 1;
+        }
+    }
+
+    fn send_control(&mut self, n: usize, to: NodeId, msg: Message) {
+        let from = self.nodes[n].id;
+        let Some(port) = self.nodes[n].port_to(to) else {
+            // Not a configured neighbour: the agent has no socket address for it.
+            self.metrics.control_drops.not_neighbor += 1;
+            return;
+        };
+        // The agent would fail to encode a datagram past MAX_DATAGRAM and send nothing.
+        let Ok(body) = postcard::to_slice(&(from, &msg), &mut self.encode_buf) else {
+            self.metrics.control_drops.too_big += 1;
+            return;
+        };
+        let bytes = body.len() as u32 + CONTROL_OVERHEAD;
+        if self.metrics.in_window(self.now) {
+            self.metrics.control_msgs += 1;
+            self.metrics.control_bytes += bytes as u64;
+        }
+        let chan = &mut self.chans[port.chan as usize];
+        let (epoch, up) = (chan.epoch, chan.up);
+        match chan.enqueue(self.now, bytes) {
+            Some(t) => {
+                let item = Item::Control(Box::new(msg));
+                let chan = port.chan;
+                self.at(t, Ev::Arrive { chan, epoch, item });
+            }
+            None if up => self.metrics.control_drops.queue_full += 1,
+            None => self.metrics.control_drops.link_down += 1,
+        }
+    }
+
+    fn arrive(&mut self, chan: usize, epoch: u32, item: Item) {
+        let c = &self.chans[chan];
+        let (from, to, lost) = (c.from as usize, c.to as usize, c.epoch != epoch);
+        match item {
+            Item::Data(p) => {
+                self.in_flight -= 1;
+                if lost {
+                    self.drop_packet(&p, DropReason::LinkFailed);
+                } else {
+                    self.forward(to, p, false);
+                }
+            }
+            Item::Control(msg) => {
+                let from = self.nodes[from].id;
+                let now = self.instant();
+                if lost {
+                    self.metrics.control_drops.link_down += 1;
+                } else if let Some(r) = self.nodes[to].router.as_mut() {
+                    r.handle(now, Event::Received { from, msg: *msg });
+                    self.after_router(to, false);
+                } else {
+                    self.metrics.control_drops.not_started += 1;
+                }
+            }
+        }
+    }
+
+    fn drop_packet(&mut self, p: &Packet, reason: DropReason) {
+        self.metrics.dropped((p.src, p.dst), p.created, reason);
+    }
+
+    /// The data plane at node `at`: deliver, or decrement the hop limit (transit only,
+    /// as the XDP program does), look up, pick by flow hash and queue.
+    fn forward(&mut self, at: usize, mut p: Packet, origin: bool) {
+        if p.dst as usize == at {
+            let bytes = self.cfg.packet_bytes;
+            self.metrics
+                .delivered((p.src, p.dst), p.created, self.now, bytes);
+            return;
+        }
+        if !origin {
+            if p.hop_limit <= 1 {
+                return self.drop_packet(&p, DropReason::HopLimit);
+            }
+            p.hop_limit -= 1;
+        }
+        let dst_id = self.nodes[p.dst as usize].id.0;
+        let node = &self.nodes[at];
+        let Some(slot) = node
+            .fib
+            .lookup(dst_id)
+            .and_then(|set| set.pick(p.flow_hash))
+        else {
+            return self.drop_packet(&p, DropReason::NoRoute);
+        };
+        let Some(port) = node.ports.iter().find(|q| q.peer == slot) else {
+            return self.drop_packet(&p, DropReason::LinkDown);
+        };
+        let chan_ix = port.chan as usize;
+        let chan = &mut self.chans[chan_ix];
+        if !chan.up {
+            return self.drop_packet(&p, DropReason::LinkDown);
+        }
+        let epoch = chan.epoch;
+        let Some(arrival) = chan.enqueue(self.now, self.cfg.packet_bytes) else {
+            return self.drop_packet(&p, DropReason::QueueFull);
+        };
+        chan.tx_bytes += self.cfg.packet_bytes as u64;
+        chan.tx_packets += 1;
+        if let Some(f) = self.chan_failure[chan_ix] {
+            let track = &mut self.metrics.failures[f];
+            if track.in_lookback(self.now) {
+                track.crossing.insert((p.src, p.dst));
+            }
+        }
+        self.in_flight += 1;
+        let ev = Ev::Arrive {
+            chan: chan_ix as u32,
+            epoch,
+            item: Item::Data(p),
+        };
+        self.at(arrival, ev);
+    }
+
+    fn counters(&mut self, n: usize) {
+        self.at(self.now + COUNTER_INTERVAL_NS, Ev::Counters(n as u32));
+        let node = &self.nodes[n];
+        let mut events: Vec<Event> = Vec::with_capacity(node.ports.len() + node.demand.len());
+        for p in &node.ports {
+            let c = &self.chans[p.chan as usize];
+            events.push(Event::LinkLoad {
+                neighbor: p.peer_id,
+                tx_bytes: c.tx_bytes,
+                tx_packets: c.tx_packets,
+            });
+        }
+        // Like the agent: every destination's counter, every poll.
+        for (&dst, &packets) in &node.demand {
+            events.push(Event::Demand {
+                dst: self.nodes[dst as usize].id,
+                packets,
+            });
+        }
+        let now = self.instant();
+        let Some(router) = self.nodes[n].router.as_mut() else {
+            return;
+        };
+        for e in events {
+            router.handle(now, e);
+        }
+        self.after_router(n, false);
+    }
+
+    fn session_start(&mut self, s: usize) {
+        let nodes = self.nodes.len();
+        let source = &mut self.plan.sources[s];
+        let session = source.start_session(nodes);
+        let gap = source.next_gap();
+        self.at_secs(gap, Ev::SessionStart(s as u32));
+        let Some(session) = session else {
+            return;
+        };
+        let slot = match self.free_sessions.pop() {
+            Some(slot) => {
+                self.sessions[slot as usize] = Some(session);
+                slot
+            }
+            None => {
+                self.sessions.push(Some(session));
+                self.sessions.len() as u32 - 1
+            }
+        };
+        self.session_packet(slot as usize);
+    }
+
+    fn session_packet(&mut self, slot: usize) {
+        let session = self.sessions[slot]
+            .as_mut()
+            .expect("packet events only exist for live sessions");
+        let p = Packet {
+            src: session.src,
+            dst: session.dst,
+            created: self.now,
+            flow_hash: session.flow_hash,
+            hop_limit: self.cfg.hop_limit,
+        };
+        session.remaining -= 1;
+        let more = session.remaining > 0;
+        let gap = session.next_gap();
+        if !(more && self.at_secs(gap, Ev::SessionPacket(slot as u32))) {
+            self.sessions[slot] = None;
+            self.free_sessions.push(slot as u32);
+        }
+        if self.metrics.in_window(self.now) {
+            self.metrics.offered += 1;
+        }
+        let node = &mut self.nodes[p.src as usize];
+        *node.demand.entry(p.dst).or_insert(0) += 1;
+        self.forward(p.src as usize, p, true);
+    }
+
+    fn fail(&mut self, i: usize) {
+        let (link, _) = self.cfg.failures[i];
+        let mut ends = Vec::with_capacity(2);
+        for chan in [2 * link, 2 * link + 1] {
+            let c = &mut self.chans[chan];
+            if c.up {
+                c.fail(self.now);
+                ends.push((c.from as usize, c.to as usize));
+            }
+        }
+        let now = self.instant();
+        for (n, peer) in ends {
+            let neighbor = self.nodes[peer].id;
+            if let Some(r) = self.nodes[n].router.as_mut() {
+                r.handle(
+                    now,
+                    Event::LinkState {
+                        neighbor,
+                        up: false,
+                    },
+                );
+                self.after_router(n, false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// Stop the demo after this many seconds (default: at Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
+    /// Adaptive routing in the demo fleet (shortest, antnet, q-routing, direct)
+    /// instead of static routes.
+    #[arg(long, conflicts_with = "iface")]
+    routing: Option<String>,
     /// Run an agent on this NIC instead of the demo (with --config).
     #[arg(long, requires = "config")]
     iface: Option<String>,
@@ -43,7 +47,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if let (Some(iface), Some(config)) = (&args.iface, &args.config) {
         return Err(exec_agent(&bin, iface, config));
     }
-    demo(&bin, args.duration.map(Duration::from_secs))?;
+    demo(
+        &bin,
+        args.duration.map(Duration::from_secs),
+        args.routing.clone(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -86,7 +94,7 @@ fn exec_agent(bin: &Path, iface: &str, config: &Path) -> anyhow::Error {
     anyhow::Error::new(err).context(format!("cannot exec {} agent", bin.display()))
 }
 
-fn demo(bin: &Path, duration: Option<Duration>) -> Result<()> {
+fn demo(bin: &Path, duration: Option<Duration>, routing: Option<String>) -> Result<()> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
@@ -103,6 +111,7 @@ fn demo(bin: &Path, duration: Option<Duration>) -> Result<()> {
     println!("demo: bringing up {} as {DEMO_PREFIX}", topology.display());
     let opts = testbed::UpOptions {
         matrix_bin: bin.to_path_buf(),
+        routing,
         ..Default::default()
     };
     // Dropping `tb` (any return below) tears the demo down.

@@ -614,9 +614,8 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
     }
 
     fn session_start(&mut self, s: usize) {
-        let nodes = self.nodes.len();
         let source = &mut self.plan.sources[s];
-        let session = source.start_session(nodes);
+        let session = source.start_session();
         let gap = source.next_gap();
         self.at_secs(gap, Ev::SessionStart(s as u32));
         let Some(session) = session else {

@@ -13,8 +13,10 @@
 //! times the mean hop count fill [`TARGET_UTILISATION`] of the total link capacity
 //! (times `--rate`); moderate load, with the busiest links well above average.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
+use matrix_common::flow::flow_hash_v4;
+use matrix_routing::NodeId;
 use serde::Deserialize;
 
 use crate::{
@@ -34,6 +36,15 @@ pub const HOTSPOTS_MAX: usize = 4;
 pub const HOTSPOT_EXTRA: f64 = 0.5;
 /// Sources sampled to estimate the mean hop count (BFS each).
 const HOP_SAMPLES: usize = 32;
+const UDP: u8 = 17;
+/// Destination ports of the simulated flows.
+const SERVICE_PORTS: [u16; 4] = [53, 443, 4433, 8080];
+
+/// The address of a workload behind node `n`: 10.zone.host-ish, unique per node, only
+/// there to feed the flow hash.
+fn workload_addr(n: u32, ids: &[NodeId]) -> [u8; 4] {
+    (ids[n as usize].0 ^ 0x0A00_0000).to_be_bytes()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -155,6 +166,8 @@ pub struct Source {
     pub src: u32,
     pub dst: DstChoice,
     pub sessions_per_s: f64,
+    /// NodeIds by node index, for the flows' addresses.
+    ids: Arc<[NodeId]>,
     rng: Rng,
 }
 
@@ -175,8 +188,8 @@ impl Source {
     }
 
     /// A new session; None when the destination choice leaves nothing but the source.
-    pub fn start_session(&mut self, nodes: usize) -> Option<Session> {
-        let src = self.src;
+    pub fn start_session(&mut self) -> Option<Session> {
+        let (src, nodes) = (self.src, self.ids.len());
         let dst = match &self.dst {
             DstChoice::Fixed(d) => *d,
             DstChoice::Uniform => {
@@ -194,7 +207,17 @@ impl Source {
             }
         };
         let remaining = self.rng.geometric(SESSION_PACKETS_MEAN);
-        let flow_hash = (self.rng.next_u64() >> 48) as u16;
+        // A UDP flow between workloads of the two nodes, hashed as the data plane
+        // hashes an inner 5-tuple: an ephemeral source port, a service port.
+        let src_port = 32768 + self.rng.below(28232) as u16;
+        let dst_port = SERVICE_PORTS[self.rng.below(SERVICE_PORTS.len())];
+        let flow_hash = flow_hash_v4(
+            workload_addr(src, &self.ids),
+            workload_addr(dst, &self.ids),
+            UDP,
+            src_port,
+            dst_port,
+        );
         let rng = Rng::new(self.rng.next_u64());
         Some(Session {
             src,
@@ -252,10 +275,12 @@ pub fn plan(
     seed: u64,
 ) -> TrafficPlan {
     let n = topo.nodes.len();
+    let ids: Arc<[NodeId]> = topo.nodes.iter().map(|n| n.id).collect();
     let source = |k: u64, src: usize, dst, pps: f64| Source {
         src: src as u32,
         dst,
         sessions_per_s: pps / SESSION_PACKETS_MEAN,
+        ids: ids.clone(),
         rng: Rng::new(derive(seed, 0x7AFF_0000 + k)),
     };
     // Both directions of every link carry traffic.
@@ -342,10 +367,23 @@ mod tests {
         assert_eq!(p.sources.len(), 28);
         let mut s = p.sources[20].clone();
         for _ in 0..100 {
-            let session = s.start_session(14).unwrap();
+            let session = s.start_session().unwrap();
             assert!(p.hotspots.contains(&(session.dst as usize)));
             assert_ne!(session.dst, session.src);
         }
+    }
+
+    #[test]
+    fn sessions_hash_their_5_tuple_like_the_data_plane() {
+        let t = nsfnet();
+        let mut p = plan(&LoadSpec::Uniform, &t, 512, 1.0, 1);
+        let hashes: std::collections::HashSet<u16> = (0..200)
+            .map(|_| p.sources[0].start_session().unwrap().flow_hash)
+            .collect();
+        // 200 flows over 65536 hash values: nearly all distinct.
+        assert!(hashes.len() > 190, "{}", hashes.len());
+        let a = workload_addr(0, &p.sources[0].ids);
+        assert_eq!(a, [10, 0, 0, 1]);
     }
 
     #[test]
@@ -355,7 +393,7 @@ mod tests {
         let s = &mut p.sources[5];
         let mut seen = [false; 14];
         for _ in 0..2000 {
-            let session = s.start_session(14).unwrap();
+            let session = s.start_session().unwrap();
             seen[session.dst as usize] = true;
         }
         assert!(!seen[5]);

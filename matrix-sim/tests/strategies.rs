@@ -175,6 +175,27 @@ fn zoned_fleet_runs_and_keeps_zone_routes() {
 }
 
 #[test]
+fn a_traffic_matrix_file_sets_the_load() {
+    let path = std::env::temp_dir().join(format!("matrix-sim-tm-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[flow]]\nsrc = \"0.1\"\ndst = \"0.14\"\nrate_pps = 200.0\n\
+         [[flow]]\nsrc = \"0.3\"\ndst = \"0.12\"\nrate_pps = 100.0\n",
+    )
+    .unwrap();
+    let mut args = nsfnet(path.to_str().unwrap(), 5.0);
+    args.strategy = "shortest".into();
+    args.rate = 2.0;
+    let rows = run_reports(&args);
+    std::fs::remove_file(&path).unwrap();
+    let r = &rows.unwrap()[0];
+    // (200 + 100) packets/s x 2 over the 2 s window, give or take session noise.
+    let pps = r.offered_packets as f64 / 2.0;
+    assert!((300.0..900.0).contains(&pps), "{pps}");
+    assert!(r.delivered_ratio > 0.95, "{}", r.delivered_ratio);
+}
+
+#[test]
 fn bad_arguments_name_the_value() {
     let err = |f: &dyn Fn(&mut SimArgs)| {
         let mut a = nsfnet("uniform", 1.0);

@@ -1,6 +1,7 @@
 //! matrix's own tooling: set-up helpers, the namespace testbed, and what `cargo xtask`
 //! needs to find the workspace's outputs.
 
+pub mod bench;
 pub mod cargo;
 pub mod cmd;
 pub mod routes;

@@ -34,6 +34,9 @@ enum Task {
     },
     /// Build, then run: the namespace demo, or with --iface an agent on a real NIC.
     Run(demo::RunArgs),
+    /// Set-up, build, then every benchmark (as root): writes target/bench/results.md
+    /// and results.json.
+    Bench(xtask::bench::BenchArgs),
     /// The namespace fleet on its own.
     Testbed {
         #[command(subcommand)]
@@ -104,6 +107,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Build => build().map(|_| ExitCode::SUCCESS),
         Task::Test { args } => test(&args),
         Task::Run(args) => demo::run(&args),
+        Task::Bench(args) => setup::run()
+            .and_then(|()| xtask::bench::run(&args))
+            .map(|()| ExitCode::SUCCESS),
         Task::Testbed { cmd } => testbed_cmd(cmd),
     }
 }

@@ -260,6 +260,24 @@ impl DataPlane {
             .map_err(map_err(names::ROUTES, "insert", dst))
     }
 
+    /// Installs or replaces many routes in order, each as [`DataPlane::install_route`]
+    /// does: one map update per route, so every route is whole at every instant. Not one
+    /// `BPF_MAP_UPDATE_BATCH` call: the kernel takes it on the LPM trie, but aya 0.14 has
+    /// no batch call and this crate forbids unsafe code (the `map_update` bench times
+    /// both). Stops at the first failure, with the routes before it installed; returns
+    /// how many were written.
+    pub fn install_routes(
+        &mut self,
+        routes: impl IntoIterator<Item = (NodePrefix, NextHopSet)>,
+    ) -> Result<usize> {
+        let mut written = 0;
+        for (dst, set) in routes {
+            self.install_route(dst, set)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
     pub fn remove_route(&mut self, dst: NodePrefix) -> Result<()> {
         let key = Key::new(dst.len, dst.id.0.to_be_bytes());
         self.routes

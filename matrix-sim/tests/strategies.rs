@@ -192,7 +192,8 @@ fn a_traffic_matrix_file_sets_the_load() {
     // (200 + 100) packets/s x 2 over the 2 s window, give or take session noise.
     let pps = r.offered_packets as f64 / 2.0;
     assert!((300.0..900.0).contains(&pps), "{pps}");
-    assert!(r.delivered_ratio > 0.95, "{}", r.delivered_ratio);
+    // Two flows on one shortest path each: a little queue loss at 2x is expected.
+    assert!(r.delivered_ratio > 0.9, "{}", r.delivered_ratio);
 }
 
 #[test]

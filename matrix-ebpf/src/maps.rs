@@ -5,8 +5,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use matrix_common::{
-    COUNTER_SLOTS, Config, Counter, MAX_DEMAND, MAX_EGRESS, MAX_NEIGHBORS, MAX_OVERLAY_PREFIXES, MAX_ROUTES,
-    Neighbor, NeighborStats, NextHopSet, NodeKey, OverlayOwner,
+    COUNTER_SLOTS, Config, Counter, MAX_DEMAND, MAX_EGRESS, MAX_NEIGHBORS, MAX_OVERLAY_PREFIXES,
+    MAX_ROUTES, Neighbor, NeighborStats, NextHopSet, NodeKey, OverlayOwner,
 };
 
 /// `CONFIG[0]`: local NodeId, VNI, hop limit.
@@ -45,8 +45,7 @@ pub static COUNTERS: PerCpuArray<Counter, { COUNTER_SLOTS as usize }> = PerCpuAr
 
 /// Per-CPU bytes and packets exchanged with each neighbour slot.
 #[btf_map]
-pub static NEIGH_STATS: PerCpuArray<NeighborStats, { MAX_NEIGHBORS as usize }> =
-    PerCpuArray::new();
+pub static NEIGH_STATS: PerCpuArray<NeighborStats, { MAX_NEIGHBORS as usize }> = PerCpuArray::new();
 
 /// Per-CPU packets that entered the overlay here, by destination node: the local traffic
 /// the agent's AntNet draws ant destinations from.

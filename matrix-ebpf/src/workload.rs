@@ -1,12 +1,14 @@
 //! Ingress on workload-facing interfaces: find the node that owns the inner destination,
 //! hash the flow, push the outer headers, send towards the next hop.
 
-use aya_ebpf::{btf_maps::lpm_trie::Key, helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{
+    btf_maps::lpm_trie::Key, helpers::generated::bpf_xdp_adjust_head, programs::XdpContext,
+};
 use matrix_common::{
     DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, ENCAP_HEADROOM, ENCAP_MTU_OVERHEAD, ETH_HDR_LEN,
     ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN, GENEVE_PORT, GeneveHdr, IPPROTO_TCP,
-    IPPROTO_UDP, IPV4_DF, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, MATRIX_OPT_LEN,
-    MatrixOpt, OUTER_TTL, OuterV4, PATH_ENCAP, PATH_PASSTHROUGH, Ports, UDP_HDR_LEN, UdpHdr, csum,
+    IPPROTO_UDP, IPV4_DF, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, Ipv6Hdr, MATRIX_OPT_LEN, MatrixOpt,
+    OUTER_TTL, OuterV4, PATH_ENCAP, PATH_PASSTHROUGH, Ports, UDP_HDR_LEN, UdpHdr, csum,
     flow_hash_v4, flow_hash_v6, udp_src_port,
 };
 

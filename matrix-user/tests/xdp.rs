@@ -458,8 +458,14 @@ fn missing_egress_entry_is_an_internal_drop() {
         let tx = |s: &Snapshot| -> Vec<(u64, u64)> {
             s.neigh.iter().map(|n| (n.tx_packets, n.tx_bytes)).collect()
         };
-        assert!(tx(&after) == tx(&before), "{name}: NEIGH_STATS tx must not change");
-        assert_eq!(after.demand, before.demand, "{name}: DEMAND must not change");
+        assert!(
+            tx(&after) == tx(&before),
+            "{name}: NEIGH_STATS tx must not change"
+        );
+        assert_eq!(
+            after.demand, before.demand,
+            "{name}: DEMAND must not change"
+        );
     }
 }
 

@@ -293,7 +293,9 @@ pub fn markdown(results: &Value, run: &RunInfo) -> String {
          carry the same inner packets without the 52 bytes of Geneve. In \
          `matrix_end_to_end` the relay side is the whole path after the generator (encap at \
          src, transit, decap and the sink stack routing the packet to its workload, whose \
-         veth counts), all on the relay CPU.\n",
+         veth counts), all on the relay CPU. The userspace relay shares its core with its \
+         own receive path: every wake-up costs two context switches for a few datagrams, so \
+         its figures move with the machine's load more than the others do.\n",
         fw["generator"].as_str().unwrap_or("-"),
         fw["cpus"]["generator"],
         fw["cpus"]["relay"],
@@ -333,7 +335,9 @@ pub fn markdown(results: &Value, run: &RunInfo) -> String {
     let _ = writeln!(
         s,
         "\nAt lower offered rates ({} s runs; the generator paced by `bpf_ktime_get_ns`, \
-         skipping ahead rather than bursting when it falls behind; target {}):\n",
+         skipping ahead rather than bursting when it falls behind; target {}). Loss far \
+         below a relay's capacity means its core was shared: while the relay thread is off \
+         the CPU, the veth's 256-frame ring overflows.\n",
         num(&fw["seconds_per_ladder_run"], 0),
         fw["ladder_pps"]
             .as_array()

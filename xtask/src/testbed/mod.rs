@@ -601,34 +601,6 @@ pub fn unique_prefix() -> String {
     format!("mxt{:05}x{n}", std::process::id() % 100_000)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_are_checked() {
-        for ok in ["mx-demo", "mxt01234x0", "a"] {
-            check_prefix(ok).unwrap();
-        }
-        for bad in [
-            "",
-            "Mx",
-            "mx_demo",
-            "-mx",
-            "mx-",
-            "mx--a",
-            "1mx",
-            "a234567890123456789012345",
-        ] {
-            assert!(check_prefix(bad).is_err(), "{bad} accepted");
-        }
-        let a = unique_prefix();
-        let b = unique_prefix();
-        assert_ne!(a, b);
-        check_prefix(&a).unwrap();
-    }
-}
-
 /// The agents' `[routing]` table, with a fresh cluster key written into the state dir;
 /// `None` for static routes.
 fn routing_table(
@@ -663,4 +635,32 @@ fn routing_table(
         toml::Value::String(key_file.display().to_string()),
     );
     Ok(Some(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_checked() {
+        for ok in ["mx-demo", "mxt01234x0", "a"] {
+            check_prefix(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Mx",
+            "mx_demo",
+            "-mx",
+            "mx-",
+            "mx--a",
+            "1mx",
+            "a234567890123456789012345",
+        ] {
+            assert!(check_prefix(bad).is_err(), "{bad} accepted");
+        }
+        let a = unique_prefix();
+        let b = unique_prefix();
+        assert_ne!(a, b);
+        check_prefix(&a).unwrap();
+    }
 }

@@ -3,8 +3,9 @@
 //! (the ratios beside the raw figures).
 //!
 //! Each data-plane runner is a bench target of `matrix-benches` that writes its own JSON
-//! (`cargo bench -p matrix-benches --bench NAME -- [--quick] --out DIR --prefix P`);
-//! the routing core's figures come from criterion's estimates. Every namespace and pin
+//! (as `cargo bench -p matrix-benches --bench NAME -- [--quick] --out DIR --prefix P`
+//! would; all targets are built first and their executables run directly); the routing
+//! core's figures come from criterion's estimates. Every namespace and pin
 //! directory a runner makes starts with this run's prefix `mxb<pid>`, and whatever is
 //! left of them after a runner ends (a crash, a kill) is removed here.
 
@@ -96,9 +97,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     println!("bench: building (the agent in release, every bench target)");
     cmd::run_inherit(cargo::cargo().args(["build", "--release", "-p", "matrix-user"]))?;
-    cmd::run_inherit(cargo::cargo().args(["bench", "-p", "matrix-benches", "--no-run"]))?;
+    let exes = build_benches()?;
     let build = started.elapsed();
     let matrix_bin = cargo::target_dir().join("release").join("matrix");
+    let exe = |name: &str| {
+        exes.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .with_context(|| format!("cargo built no bench target {name}"))
+    };
 
     let prefix = format!("mxb{}", std::process::id());
     let mut figures = serde_json::Map::new();
@@ -107,9 +114,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for name in RUNNERS {
         println!("\nbench: {name}");
         let t = Instant::now();
-        let mut c = cargo::cargo();
-        c.args(["bench", "-p", "matrix-benches", "--bench", name, "--"])
-            .args(args.quick.then_some("--quick"))
+        let mut c = bench_command(&exe(name)?);
+        c.args(args.quick.then_some("--quick"))
             .arg("--out")
             .arg(&out)
             .args(["--prefix", &prefix])
@@ -133,9 +139,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for (target, ids) in CRITERION {
         println!("\nbench: {target} (criterion)");
         let t = Instant::now();
-        let mut c = cargo::cargo();
-        c.args(["bench", "-p", "matrix-benches", "--bench", target, "--"])
-            .args(CRITERION_ARGS);
+        let mut c = bench_command(&exe(target)?);
+        c.args(CRITERION_ARGS);
         if args.quick {
             c.args(CRITERION_QUICK);
         }
@@ -197,6 +202,44 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("benchmarks failed: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// Builds every bench target of matrix-benches once and returns `(target, executable)`.
+/// The runners are these executables, not `cargo bench` calls: a source edited while the
+/// benches run (the workspace is shared) cannot rebuild them halfway through.
+fn build_benches() -> Result<Vec<(String, PathBuf)>> {
+    let mut c = cargo::cargo();
+    c.args(["bench", "-p", "matrix-benches", "--no-run"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(std::process::Stdio::inherit());
+    let out = cmd::run(&mut c)?;
+    let mut exes = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let is_bench = v["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bench"));
+        if let (true, Some(name), Some(exe)) = (
+            is_bench,
+            v["target"]["name"].as_str(),
+            v["executable"].as_str(),
+        ) {
+            exes.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    Ok(exes)
+}
+
+/// A bench executable as `cargo bench` runs it: `--bench`, in the package's directory,
+/// with the target directory in the environment (criterion writes its estimates there).
+fn bench_command(exe: &Path) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("--bench")
+        .current_dir(cargo::workspace_root().join("benches"))
+        .env("CARGO_TARGET_DIR", cargo::target_dir());
+    c
 }
 
 /// When and how the run went, for the table's header.

@@ -11,7 +11,10 @@
 //! refreshes in a row can be lost, but a node that is really gone becomes unreachable at
 //! once (its neighbours stop listing it), so reachability is the better test.
 
-use std::{collections::BTreeMap, time::Duration, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
 
 use crate::{
     message::{Advert, ZoneSummary},
@@ -36,11 +39,21 @@ pub(crate) enum Verdict<T> {
     Stale(T),
 }
 
+/// An entry of the database, as the expiry index names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Advert(NodeId),
+    Summary(NodeId, u16),
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Lsdb {
     me: NodeId,
     adverts: BTreeMap<NodeId, Stored<Advert>>,
     summaries: BTreeMap<(NodeId, u16), Stored<ZoneSummary>>,
+    /// When each entry of another origin expires, earliest first: the router asks for
+    /// the next expiry after every event, so it must not cost a scan of the database.
+    expiries: BTreeSet<(Instant, Key)>,
 }
 
 fn lifetime(now: Instant, max_age_ms: u32) -> Instant {
@@ -53,6 +66,7 @@ impl Lsdb {
             me,
             adverts: BTreeMap::new(),
             summaries: BTreeMap::new(),
+            expiries: BTreeSet::new(),
         }
     }
 
@@ -64,8 +78,14 @@ impl Lsdb {
             Some(old) => old.msg.links != adv.links || old.msg.prefixes != adv.prefixes,
             None => true,
         };
-        self.adverts
-            .insert(adv.origin, Stored { msg: adv, expires });
+        let key = Key::Advert(adv.origin);
+        if let Some(old) = self
+            .adverts
+            .insert(adv.origin, Stored { msg: adv, expires })
+        {
+            self.expiries.remove(&(old.expires, key));
+        }
+        self.expiries.insert((expires, key));
         Verdict::New { changed }
     }
 
@@ -87,9 +107,15 @@ impl Lsdb {
             .collect();
         let dropped = !stale.is_empty();
         for k in stale {
-            self.summaries.remove(&k);
+            if let Some(old) = self.summaries.remove(&k) {
+                self.expiries.remove(&(old.expires, Key::Summary(k.0, k.1)));
+            }
         }
-        self.summaries.insert(key, Stored { msg: s, expires });
+        if let Some(old) = self.summaries.insert(key, Stored { msg: s, expires }) {
+            self.expiries
+                .remove(&(old.expires, Key::Summary(key.0, key.1)));
+        }
+        self.expiries.insert((expires, Key::Summary(key.0, key.1)));
         Verdict::New {
             changed: changed || dropped,
         }
@@ -103,36 +129,35 @@ impl Lsdb {
         reachable: impl Fn(NodeId) -> bool,
         recheck: Duration,
     ) -> bool {
-        let me = self.me;
-        let before = self.adverts.len() + self.summaries.len();
-        let keep = |o: NodeId, expires: &mut Instant| {
-            if o == me || *expires > now {
-                return true;
+        let mut gone = false;
+        while let Some(&(at, key)) = self.expiries.first()
+            && at <= now
+        {
+            self.expiries.pop_first();
+            let origin = match key {
+                Key::Advert(o) | Key::Summary(o, _) => o,
+            };
+            if reachable(origin) {
+                let expires = now + recheck;
+                match key {
+                    Key::Advert(o) => self.adverts.get_mut(&o).map(|e| e.expires = expires),
+                    Key::Summary(o, p) => {
+                        self.summaries.get_mut(&(o, p)).map(|e| e.expires = expires)
+                    }
+                };
+                self.expiries.insert((expires, key));
+                continue;
             }
-            if reachable(o) {
-                *expires = now + recheck;
-                return true;
-            }
-            false
-        };
-        self.adverts.retain(|o, e| keep(*o, &mut e.expires));
-        self.summaries.retain(|(o, _), e| keep(*o, &mut e.expires));
-        before != self.adverts.len() + self.summaries.len()
+            gone |= match key {
+                Key::Advert(o) => self.adverts.remove(&o).is_some(),
+                Key::Summary(o, p) => self.summaries.remove(&(o, p)).is_some(),
+            };
+        }
+        gone
     }
 
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        let me = self.me;
-        let a = self
-            .adverts
-            .iter()
-            .filter(|(o, _)| **o != me)
-            .map(|(_, e)| e.expires);
-        let s = self
-            .summaries
-            .iter()
-            .filter(|((o, _), _)| *o != me)
-            .map(|(_, e)| e.expires);
-        a.chain(s).min()
+        self.expiries.first().map(|(at, _)| *at)
     }
 
     pub(crate) fn advert(&self, origin: NodeId) -> Option<&Advert> {
@@ -236,6 +261,7 @@ mod tests {
         assert!(!db.expire(t0 + Duration::from_millis(3999), gone, second));
         // A refresh pushes the expiry out.
         db.receive_advert(t0 + Duration::from_secs(3), adv(a, 2, &[]));
+        assert_eq!(db.next_expiry(), Some(t0 + Duration::from_secs(7)));
         assert!(!db.expire(t0 + Duration::from_secs(5), gone, second));
         // Past its age, an entry whose origin is still reachable is looked at again later.
         assert!(!db.expire(t0 + Duration::from_secs(7), |o| o == a, second));
@@ -270,5 +296,8 @@ mod tests {
         );
         assert_eq!(db.len(), 1);
         assert_eq!(db.summaries().map(|s| s.seq).collect::<Vec<_>>(), vec![2]);
+        // The dropped part is gone from the expiry index too: one entry left to age.
+        assert!(db.expire(t0 + Duration::from_secs(4), |_| false, Duration::ZERO));
+        assert_eq!((db.len(), db.next_expiry()), (0, None));
     }
 }

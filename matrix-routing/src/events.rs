@@ -67,7 +67,7 @@ impl Router {
         self.originate_summary(now, false);
         self.sync_neighbor(n);
         self.topo_dirty = true;
-        self.recompute();
+        self.recompute(now);
     }
 
     /// A neighbour is dead: every route through it is repointed in this very call, then
@@ -78,7 +78,7 @@ impl Router {
             alive: false,
         });
         self.topo_dirty = true;
-        self.recompute();
+        self.recompute(now);
         self.originate_advert(now);
         self.originate_summary(now, false);
     }

@@ -120,6 +120,14 @@ pub struct RouteInfo {
 /// Routes are recomputed this long after a change, so a burst of adverts or ants costs
 /// one computation. A dead neighbour does not wait: its routes are repointed at once.
 const RECOMPUTE_HOLD: Duration = Duration::from_millis(10);
+/// Shortest-path runs are throttled as OSPF throttles SPF: after a run, the hold before
+/// the next one doubles (from [`RECOMPUTE_HOLD`] up to this) while link-state changes
+/// keep coming, so a fleet booting or a flapping link costs a few runs a second instead
+/// of a hundred; the first change after a quiet spell still waits only
+/// [`RECOMPUTE_HOLD`].
+const SPF_HOLD_MAX: Duration = Duration::from_millis(160);
+/// No shortest-path run for this long is a quiet spell: the hold is back to its minimum.
+const SPF_QUIET: Duration = Duration::from_secs(1);
 /// Adverts go out up to this fraction of an interval early, at random (seeded), so a
 /// fleet that booted together does not flood in lockstep.
 const ADVERT_JITTER: f64 = 0.1;
@@ -158,6 +166,12 @@ pub struct Router {
     pub(crate) summary_refresh: Option<Instant>,
     pub(crate) topo: Topology,
     pub(crate) topo_dirty: bool,
+    /// Each live neighbour's view of the link-state graph (AntNet's downstream filter),
+    /// derived with `topo`.
+    pub(crate) views: BTreeMap<NodeId, Topology>,
+    /// Hold before the next shortest-path run, and when the last one ran.
+    spf_hold: Duration,
+    last_spf: Option<Instant>,
     /// Known destinations and the neighbours routes to each may use.
     pub(crate) dests: BTreeMap<NodePrefix, Vec<NodeId>>,
     pub(crate) antnet: AntNet,
@@ -184,6 +198,9 @@ impl Router {
             summary_refresh: None,
             topo: Topology::default(),
             topo_dirty: true,
+            views: BTreeMap::new(),
+            spf_hold: RECOMPUTE_HOLD,
+            last_spf: None,
             dests: BTreeMap::new(),
             antnet: AntNet::default(),
             qrouting: QRouting::default(),
@@ -281,7 +298,7 @@ impl Router {
             self.timers.set(Timer::Ant, now + self.params.ant_interval);
         }
         if self.timers.take_expired(Timer::Recompute, now) {
-            self.recompute();
+            self.recompute(now);
         }
         self.rearm();
     }
@@ -314,7 +331,9 @@ impl Router {
                 } else {
                     self.timers.stop(Timer::Ant);
                 }
-                self.recompute();
+                // AntNet's neighbour views are derived with the topology.
+                self.topo_dirty = true;
+                self.recompute(now);
             }
             "hello_interval_ms" => self
                 .timers
@@ -327,7 +346,7 @@ impl Router {
                     .set_earlier(Timer::Ant, now + self.params.ant_interval);
             }
             "link_capacity_mbps" => self.neighbors.refresh(&self.params),
-            "hysteresis" | "max_routes" => self.recompute(),
+            "hysteresis" | "max_routes" => self.recompute(now),
             _ => {}
         }
         self.rearm();
@@ -376,9 +395,42 @@ impl Router {
             .mul_f64(1.0 - ADVERT_JITTER * self.rng.unit())
     }
 
+    /// Asks for a recompute after the hold: the SPF hold when the link-state graph
+    /// changed, [`RECOMPUTE_HOLD`] for strategy updates (ants, Q estimates).
     pub(crate) fn schedule_recompute(&mut self, now: Instant) {
-        self.timers
-            .set_earlier(Timer::Recompute, now + RECOMPUTE_HOLD);
+        let quiet = self
+            .last_spf
+            .is_none_or(|t| now.saturating_duration_since(t) >= SPF_QUIET);
+        let hold = if self.topo_dirty && !quiet {
+            self.spf_hold
+        } else {
+            RECOMPUTE_HOLD
+        };
+        self.timers.set_earlier(Timer::Recompute, now + hold);
+    }
+
+    /// Runs shortest paths (ours, and for AntNet each live neighbour's) and moves the
+    /// SPF hold: doubled after a run that follows another within [`SPF_QUIET`].
+    fn run_spf(&mut self, now: Instant) {
+        let nbrs = &self.neighbors;
+        self.topo = Topology::compute(self.me, &self.lsdb, |n| nbrs.is_alive(n));
+        self.views = if self.params.strategy == StrategyKind::Antnet {
+            nbrs.alive_ids()
+                .map(|n| (n, Topology::compute(n, &self.lsdb, |_| true)))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        self.topo_dirty = false;
+        let busy = self
+            .last_spf
+            .is_some_and(|t| now.saturating_duration_since(t) < SPF_QUIET);
+        self.spf_hold = if busy {
+            (self.spf_hold * 2).min(SPF_HOLD_MAX)
+        } else {
+            RECOMPUTE_HOLD
+        };
+        self.last_spf = Some(now);
     }
 
     fn rearm(&mut self) {
@@ -388,12 +440,10 @@ impl Router {
     }
 
     /// Re-derives destinations and the strategy's routes, and writes the differences.
-    pub(crate) fn recompute(&mut self) {
+    pub(crate) fn recompute(&mut self, now: Instant) {
         self.timers.stop(Timer::Recompute);
         if self.topo_dirty {
-            let nbrs = &self.neighbors;
-            self.topo = Topology::compute(self.me, &self.lsdb, |n| nbrs.is_alive(n));
-            self.topo_dirty = false;
+            self.run_spf(now);
         }
         self.dests = self
             .topo
@@ -426,14 +476,14 @@ impl Router {
     /// hops are restricted. Without this, after a failure behind a neighbour its
     /// pheromone (still high) keeps sending data into a loop until ants undo it, which
     /// takes seconds; with it, data moves as soon as the neighbour's advert changes.
-    fn downstream(&self, n: NodeId, d: NodePrefix, views: &BTreeMap<NodeId, Topology>) -> bool {
+    fn downstream(&self, n: NodeId, d: NodePrefix) -> bool {
         if d.contains(n) {
             return true;
         }
         let Some(mine) = self.topo.path(d).map(|p| p.cost) else {
             return true;
         };
-        views
+        self.views
             .get(&n)
             .and_then(|v| v.path(d))
             .is_some_and(|p| p.cost < mine)
@@ -468,25 +518,16 @@ impl Router {
             StrategyKind::Shortest => dests
                 .filter_map(|d| Some((d, self.shortest_candidate(d)?)))
                 .collect(),
-            StrategyKind::Antnet => {
-                // Each live neighbour's own view of the link-state graph, for the
-                // downstream filter below.
-                let views: BTreeMap<NodeId, Topology> = self
-                    .neighbors
-                    .alive_ids()
-                    .map(|n| (n, Topology::compute(n, &self.lsdb, |_| true)))
-                    .collect();
-                dests
-                    .filter_map(|d| {
-                        let mut c = self.antnet.candidate(d)?;
-                        c.hops.retain(|(n, _)| self.downstream(*n, d, &views));
-                        if c.hops.is_empty() {
-                            return Some((d, self.shortest_candidate(d)?));
-                        }
-                        Some((d, c))
-                    })
-                    .collect()
-            }
+            StrategyKind::Antnet => dests
+                .filter_map(|d| {
+                    let mut c = self.antnet.candidate(d)?;
+                    c.hops.retain(|(n, _)| self.downstream(*n, d));
+                    if c.hops.is_empty() {
+                        return Some((d, self.shortest_candidate(d)?));
+                    }
+                    Some((d, c))
+                })
+                .collect(),
             // Until the estimates for a destination arrive, its shortest path carries data.
             StrategyKind::QRouting => dests
                 .filter_map(|d| {
@@ -521,5 +562,71 @@ impl Router {
         }
         wanted.retain(|p, _| !self.prefixes.contains(p));
         wanted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Advert;
+
+    /// Node 1.1 with neighbour 1.2, hearing adverts of 1.3 whose link cost changes.
+    fn changing_adverts() -> (Router, Instant, impl FnMut(&mut Router, Instant)) {
+        let t0 = Instant::now();
+        let (me, b, c) = (NodeId::new(1, 1), NodeId::new(1, 2), NodeId::new(1, 3));
+        let config = RouterConfig {
+            node: me,
+            neighbors: vec![b],
+            prefixes: vec![],
+            params: Params::default(),
+            seed: 1,
+        };
+        let r = Router::new(config, t0);
+        let mut seq = 0;
+        let change = move |r: &mut Router, now: Instant| {
+            seq += 1;
+            let adv = Advert {
+                origin: c,
+                seq,
+                links: vec![(b, 100 + seq as u32 * 1000)],
+                prefixes: vec![],
+                max_age_ms: 4000,
+            };
+            r.handle(
+                now,
+                Event::Received {
+                    from: b,
+                    msg: Message::Advert(adv),
+                },
+            );
+        };
+        (r, t0, change)
+    }
+
+    /// The hold before a recompute after a change at `now`.
+    fn hold(r: &Router, now: Instant) -> Duration {
+        r.timers.get(Timer::Recompute).expect("scheduled") - now
+    }
+
+    #[test]
+    fn shortest_path_runs_back_off_while_changes_keep_coming() {
+        let (mut r, t0, mut change) = changing_adverts();
+        // The run after start-up, then a quiet spell.
+        r.handle_timeout(t0 + RECOMPUTE_HOLD);
+        let mut now = t0 + RECOMPUTE_HOLD + SPF_QUIET;
+        let mut holds = vec![];
+        for _ in 0..7 {
+            change(&mut r, now);
+            holds.push(hold(&r, now).as_millis());
+            now += hold(&r, now);
+            r.handle_timeout(now);
+            assert!(r.timers.get(Timer::Recompute).is_none(), "ran");
+        }
+        // The run after the quiet spell keeps the minimum; each one after it doubles it.
+        assert_eq!(holds, [10, 10, 20, 40, 80, 160, 160]);
+        // A quiet spell brings the first hold back to its minimum.
+        now += SPF_QUIET;
+        change(&mut r, now);
+        assert_eq!(hold(&r, now), RECOMPUTE_HOLD);
     }
 }

@@ -21,7 +21,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     println!(
-        "{:>6} {:>5} {:<10} {:>16} {:>8} {:>12} {:>13} {:>9} {:>14} {:>10} {:>8}",
+        "{:>6} {:>5} {:<10} {:>16} {:>8} {:>12} {:>13} {:>9} {:>10} {:>14} {:>10} {:>8}",
         "nodes",
         "zones",
         "strategy",
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         "ctrl msgs/s",
         "ctrl bytes/s",
         "delivered",
+        "hops(max)",
         "drop hop/route",
         "events",
         "wall s"
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
             let r = setup.run_one(strategy);
             let wall = started.elapsed().as_secs_f64();
             println!(
-                "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>14} {:>10} {:>8.1}",
+                "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>10} {:>14} {:>10} {:>8.1}",
                 r.nodes,
                 r.zones,
                 r.strategy,
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
                 r.control_msgs_per_node_s,
                 r.control_bytes_per_node_s,
                 r.delivered_ratio,
+                format!("{:.1}({})", r.mean_hops.unwrap_or(0.0), r.max_hops),
                 format!("{}/{}", r.drops.hop_limit, r.drops.no_route),
                 r.events,
                 wall

@@ -9,7 +9,8 @@
 //!  Router actions: Send ─▶ the same Channel (control shares queues with data)
 //!                  Install/Withdraw ─▶ the node's Fib
 //!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
-//!  Fail ─▶ Channel::fail on both directions, Event::LinkState{up: false} at both ends
+//!  Fail ─▶ Channel::fail on both directions; with --detect carrier also
+//!          Event::LinkState{up: false} at both ends (else they miss hellos)
 //! ```
 //!
 //! Virtual time is u64 nanoseconds since the start; the Router sees `base + t`. Events
@@ -17,7 +18,7 @@
 
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, BinaryHeap},
+    collections::{BTreeMap, BinaryHeap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -91,6 +92,17 @@ pub struct RunConfig {
     pub seed: u64,
     /// (link index, cut time).
     pub failures: Vec<(usize, u64)>,
+    pub detect: Detect,
+}
+
+/// How the two ends of a cut link find out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Detect {
+    /// From missed hellos only (the agent's only signal).
+    #[default]
+    Hello,
+    /// Both routers get `Event::LinkState { up: false }` at the cut.
+    Carrier,
 }
 
 /// What a run leaves behind for the report.
@@ -123,9 +135,13 @@ enum Item {
 #[derive(Debug)]
 enum Ev {
     Start(u32),
-    Timer { node: u32, generation: u32 },
+    Timer {
+        node: u32,
+        generation: u32,
+    },
     Counters(u32),
-    Arrive { chan: u32, epoch: u32, item: Item },
+    /// The item at the head of a channel's in-flight queue arrives.
+    Arrive(u32),
     SessionStart(u32),
     SessionPacket(u32),
     Fail(u32),
@@ -190,6 +206,10 @@ struct Sim<'a, R, F> {
     heap: BinaryHeap<Entry>,
     nodes: Vec<Node<R>>,
     chans: Vec<Channel>,
+    /// Per channel, what is on the wire: (arrival time, epoch, item). A channel is a
+    /// FIFO, so arrival times only grow along a queue and the event heap holds just each
+    /// queue's head: it stays as small as the fleet, not as the traffic.
+    wire: Vec<VecDeque<(u64, u32, Item)>>,
     /// Per channel: the failure whose affected pairs it records.
     chan_failure: Vec<Option<usize>>,
     plan: TrafficPlan,
@@ -256,6 +276,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
                 });
             }
         }
+        let wire = chans.iter().map(|_| VecDeque::new()).collect();
         let mut chan_failure = vec![None; chans.len()];
         let mut failures = Vec::with_capacity(cfg.failures.len());
         for (i, &(link, at)) in cfg.failures.iter().enumerate() {
@@ -273,6 +294,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             heap: BinaryHeap::new(),
             nodes,
             chans,
+            wire,
             chan_failure,
             plan: plan.clone(),
             sessions: Vec::new(),
@@ -322,13 +344,11 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             self.dispatch(entry.ev);
         }
         // Whatever data is still on a link never arrived.
-        for entry in std::mem::take(&mut self.heap) {
-            if let Ev::Arrive {
-                item: Item::Data(p),
-                ..
-            } = entry.ev
-            {
-                self.drop_packet(&p, DropReason::InFlightAtEnd);
+        for q in std::mem::take(&mut self.wire) {
+            for (_, _, item) in q {
+                if let Item::Data(p) = item {
+                    self.drop_packet(&p, DropReason::InFlightAtEnd);
+                }
             }
         }
         let state_entries = self
@@ -360,7 +380,14 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             Ev::Start(n) => self.start(n as usize),
             Ev::Timer { node, generation } => self.timer(node as usize, generation),
             Ev::Counters(n) => self.counters(n as usize),
-            Ev::Arrive { chan, epoch, item } => self.arrive(chan as usize, epoch, item),
+            Ev::Arrive(chan) => {
+                let q = &mut self.wire[chan as usize];
+                let (_, epoch, item) = q.pop_front().expect("an arrival event has its item");
+                if let Some(&(next, _, _)) = q.front() {
+                    self.at(next, Ev::Arrive(chan));
+                }
+                self.arrive(chan as usize, epoch, item);
+            }
             Ev::SessionStart(s) => self.session_start(s as usize),
             Ev::SessionPacket(slot) => self.session_packet(slot as usize),
             Ev::Fail(i) => self.fail(i as usize),
@@ -491,9 +518,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         let (epoch, up) = (chan.epoch, chan.up);
         match chan.enqueue(self.now, bytes) {
             Some(t) => {
-                let item = Item::Control(Box::new(msg));
-                let chan = port.chan;
-                self.at(t, Ev::Arrive { chan, epoch, item });
+                self.put_on_wire(port.chan, t, epoch, Item::Control(Box::new(msg)));
             }
             None if up => self.metrics.control_drops.queue_full += 1,
             None => self.metrics.control_drops.link_down += 1,
@@ -536,8 +561,14 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
     fn forward(&mut self, at: usize, mut p: Packet, origin: bool) {
         if p.dst as usize == at {
             let bytes = self.cfg.packet_bytes;
+            // The origin does not decrement (as the XDP program), every transit does.
+            let hops = if origin {
+                0
+            } else {
+                self.cfg.hop_limit - p.hop_limit + 1
+            };
             self.metrics
-                .delivered((p.src, p.dst), p.created, self.now, bytes);
+                .delivered((p.src, p.dst), p.created, self.now, bytes, hops);
             return;
         }
         if !origin {
@@ -576,12 +607,17 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             }
         }
         self.in_flight += 1;
-        let ev = Ev::Arrive {
-            chan: chan_ix as u32,
-            epoch,
-            item: Item::Data(p),
-        };
-        self.at(arrival, ev);
+        self.put_on_wire(chan_ix as u32, arrival, epoch, Item::Data(p));
+    }
+
+    fn put_on_wire(&mut self, chan: u32, at: u64, epoch: u32, item: Item) {
+        let q = &mut self.wire[chan as usize];
+        debug_assert!(q.back().is_none_or(|b| b.0 <= at), "a channel is a FIFO");
+        let first = q.is_empty();
+        q.push_back((at, epoch, item));
+        if first {
+            self.at(at, Ev::Arrive(chan));
+        }
     }
 
     fn counters(&mut self, n: usize) {
@@ -669,6 +705,9 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
                 c.fail(self.now);
                 ends.push((c.from as usize, c.to as usize));
             }
+        }
+        if self.cfg.detect == Detect::Hello {
+            return;
         }
         let now = self.instant();
         for (n, peer) in ends {

@@ -28,7 +28,7 @@ use clap::{Args, FromArgMatches};
 use matrix_common::wire::DEFAULT_HOP_LIMIT;
 use matrix_routing::{ParamError, Params, StrategyKind};
 
-pub use engine::RunConfig;
+pub use engine::{Detect, RunConfig};
 pub use report::{RunInfo, RunReport};
 pub use topology::{Topology, TopologyError};
 pub use traffic::{LoadError, LoadSpec};
@@ -64,6 +64,11 @@ pub struct SimArgs {
     /// Cut the link between nodes A and B (names or ids) at SECONDS; repeatable.
     #[arg(long = "fail", value_name = "A-B@SECONDS")]
     pub fail: Vec<String>,
+    /// How the ends of a cut link learn of it: `hello` (missed hellos, as the agent
+    /// does: an overlay link crosses other networks and gives no carrier signal) or
+    /// `carrier` (both ends are told at once, as by a local link going down).
+    #[arg(long, default_value = "hello", value_name = "hello|carrier")]
+    pub detect: Detect,
     /// Seed of everything random: topology generation, traffic, routers.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -275,6 +280,7 @@ impl Setup {
             warmup_ns: (args.warmup * 1e9).round() as u64,
             seed: args.seed,
             failures,
+            detect: args.detect,
         };
         let info = RunInfo {
             topology: args.topology.clone(),

@@ -182,6 +182,9 @@ pub struct Metrics {
     pub delivered_bytes: u64,
     /// Delays of delivered measured packets, microseconds.
     pub delays_us: Vec<u32>,
+    /// Links crossed by delivered measured packets: sum and longest path.
+    pub hops_sum: u64,
+    pub hops_max: u8,
     pub drops: Drops,
     pub control_msgs: u64,
     pub control_bytes: u64,
@@ -198,6 +201,8 @@ impl Metrics {
             delivered: 0,
             delivered_bytes: 0,
             delays_us: Vec::new(),
+            hops_sum: 0,
+            hops_max: 0,
             drops: Drops::default(),
             control_msgs: 0,
             control_bytes: 0,
@@ -217,11 +222,14 @@ impl Metrics {
         }
     }
 
-    pub fn delivered(&mut self, pair: (u32, u32), created: u64, now: u64, bytes: u32) {
+    /// A measured packet reached its destination after `hops` links.
+    pub fn delivered(&mut self, pair: (u32, u32), created: u64, now: u64, bytes: u32, hops: u8) {
         self.track(pair, created, true);
         if self.in_window(created) {
             self.delivered += 1;
             self.delivered_bytes += bytes as u64;
+            self.hops_sum += u64::from(hops);
+            self.hops_max = self.hops_max.max(hops);
             self.delays_us
                 .push(((now - created) / 1000).min(u32::MAX as u64) as u32);
         }
@@ -270,16 +278,16 @@ mod tests {
         m.failures[0].crossing.insert((1, 2));
         // Baseline: 40 packets of the pair, all delivered; an unaffected pair is ignored.
         for i in 0..40 {
-            m.delivered((1, 2), 3_500 * MS + i * 10 * MS, 4_900 * MS, 100);
+            m.delivered((1, 2), 3_500 * MS + i * 10 * MS, 4_900 * MS, 100, 1);
             m.dropped((3, 4), 3_500 * MS + i * 10 * MS, DropReason::NoRoute);
         }
         // Windows 0 and 1 lose everything, window 2 has too few packets, window 3 is fine.
         for i in 0..20 {
             m.dropped((1, 2), 5_000 * MS + i * 10 * MS, DropReason::LinkDown);
         }
-        m.delivered((1, 2), 5_210 * MS, 5_300 * MS, 100);
+        m.delivered((1, 2), 5_210 * MS, 5_300 * MS, 100, 1);
         for i in 0..10 {
-            m.delivered((1, 2), 5_300 * MS + i * 10 * MS, 5_500 * MS, 100);
+            m.delivered((1, 2), 5_300 * MS + i * 10 * MS, 5_500 * MS, 100, 1);
         }
         m.dropped((3, 4), 5_000 * MS, DropReason::NoRoute);
         assert_eq!(m.recovery_ms(), Some(300.0));

@@ -25,6 +25,9 @@ pub struct RunReport {
     pub throughput_bps: f64,
     pub mean_delay_ms: Option<f64>,
     pub p99_delay_ms: Option<f64>,
+    /// Links crossed by delivered packets: mean and longest.
+    pub mean_hops: Option<f64>,
+    pub max_hops: u8,
     /// Control messages sent per node per second of the measurement window.
     pub control_msgs_per_node_s: f64,
     pub control_bytes_per_node_s: f64,
@@ -84,6 +87,8 @@ impl RunReport {
             throughput_bps: m.delivered_bytes as f64 * 8.0 / window_s,
             mean_delay_ms: mean,
             p99_delay_ms: p99,
+            mean_hops: (m.delivered > 0).then(|| m.hops_sum as f64 / m.delivered as f64),
+            max_hops: m.hops_max,
             control_msgs_per_node_s: per_node_s(m.control_msgs),
             control_bytes_per_node_s: per_node_s(m.control_bytes),
             state_entries_per_node: mean_of(&r.state_entries),
@@ -108,12 +113,13 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn table(header: &str, rows: &[RunReport]) -> String {
     let mut out = format!("{header}\n");
     out.push_str(&format!(
-        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>11} {:>15} {:>9} {:>9}  {}\n",
+        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>11} {:>15} {:>9} {:>9}  {}\n",
         "strategy",
         "delivered",
         "Mbit/s",
         "mean ms",
         "p99 ms",
+        "hops(max)",
         "ctrl/node/s",
         "state/node(max)",
         "routes",
@@ -123,12 +129,13 @@ pub fn table(header: &str, rows: &[RunReport]) -> String {
     for r in rows {
         let d = &r.drops;
         out.push_str(&format!(
-            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>11.1} {:>15} {:>9.1} {:>9}  {}/{}/{}/{}/{}/{}\n",
+            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>9} {:>11.1} {:>15} {:>9.1} {:>9}  {}/{}/{}/{}/{}/{}\n",
             r.strategy,
             r.delivered_ratio,
             r.throughput_bps / 1e6,
             opt(r.mean_delay_ms, 2),
             opt(r.p99_delay_ms, 2),
+            format!("{}({})", opt(r.mean_hops, 1), r.max_hops),
             r.control_msgs_per_node_s,
             format!("{:.1}({})", r.state_entries_per_node, r.state_entries_max),
             r.routes_per_node,

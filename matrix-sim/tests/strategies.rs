@@ -185,15 +185,16 @@ fn a_traffic_matrix_file_sets_the_load() {
     .unwrap();
     let mut args = nsfnet(path.to_str().unwrap(), 5.0);
     args.strategy = "shortest".into();
-    args.rate = 2.0;
+    args.rate = 1.5;
     let rows = run_reports(&args);
     std::fs::remove_file(&path).unwrap();
     let r = &rows.unwrap()[0];
-    // (200 + 100) packets/s x 2 over the 2 s window, give or take session noise.
+    // (200 + 100) packets/s x 1.5 over the 2 s window, give or take session noise.
     let pps = r.offered_packets as f64 / 2.0;
-    assert!((300.0..900.0).contains(&pps), "{pps}");
-    // Two flows on one shortest path each: a little queue loss at 2x is expected.
-    assert!(r.delivered_ratio > 0.9, "{}", r.delivered_ratio);
+    assert!((225.0..675.0).contains(&pps), "{pps}");
+    // The larger flow is 1.2 Mbit/s of 512-byte packets on 1.5 Mbit/s T1 links: it
+    // fits, so nearly everything arrives.
+    assert!(r.delivered_ratio > 0.95, "{}", r.delivered_ratio);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use matrix_routing::{
     Action, Event, Message, NodeId, NodePrefix, Params, RouterConfig, StrategyKind,
 };
 
-use super::{Core, RunConfig, RunResult, simulate_with};
+use super::{Core, Detect, RunConfig, RunResult, simulate_with};
 use crate::{
     metrics::Drops,
     topology::Topology,
@@ -188,6 +188,7 @@ fn config(duration_s: u64, failures: Vec<(usize, u64)>) -> RunConfig {
         warmup_ns: 1_000_000_000,
         seed: 1,
         failures,
+        detect: Detect::Carrier,
     }
 }
 
@@ -365,6 +366,14 @@ fn a_cut_loses_what_is_on_the_link_and_traffic_recovers() {
     // Without repair (no routes change: Loop mode ignores cuts) there is no recovery.
     let r = run(&t, &LoadSpec::Uniform, 1.0, &cfg, Mode::Loop);
     assert!(r.result.metrics.recovery_ms().is_none());
+    // Detected by hellos only, the ends hear nothing of the cut.
+    let hello = RunConfig {
+        detect: Detect::Hello,
+        ..cfg
+    };
+    let r = run(&t, &LoadSpec::Uniform, 1.0, &hello, Mode::Shortest);
+    assert_eq!(r.seen.link_downs, 0);
+    assert!(r.result.metrics.drops.link_failed > 0);
 }
 
 #[test]

@@ -442,18 +442,21 @@ impl Router {
     /// Re-derives destinations and the strategy's routes, and writes the differences.
     pub(crate) fn recompute(&mut self, now: Instant) {
         self.timers.stop(Timer::Recompute);
+        // Destinations and who may carry them change only with the topology (a
+        // neighbour coming or going marks it dirty too); ants and Q estimates between two
+        // runs only move weights.
         if self.topo_dirty {
             self.run_spf(now);
-        }
-        self.dests = self
-            .topo
-            .destinations()
-            .map(|(d, _)| (d, dest::eligible(self.me, d, &self.neighbors)))
-            .collect();
-        match self.params.strategy {
-            StrategyKind::Antnet => self.antnet.sync(&self.dests),
-            StrategyKind::QRouting => self.qrouting.sync(&self.dests),
-            StrategyKind::Direct | StrategyKind::Shortest => {}
+            self.dests = self
+                .topo
+                .destinations()
+                .map(|(d, _)| (d, dest::eligible(self.me, d, &self.neighbors)))
+                .collect();
+            match self.params.strategy {
+                StrategyKind::Antnet => self.antnet.sync(&self.dests),
+                StrategyKind::QRouting => self.qrouting.sync(&self.dests),
+                StrategyKind::Direct | StrategyKind::Shortest => {}
+            }
         }
         let wanted = self.wanted_routes();
         let nbrs = &self.neighbors;

@@ -1,7 +1,8 @@
 //! Routing state and control overhead per node as the fleet grows (DESIGN.md section 7):
 //! `cargo run --release -p matrix-sim --example scale -- --sizes 1000,4000,10000
-//! --duration 4 --warmup 2 --rate 0.02 --strategy shortest`. Each size is a zoned
-//! `random:N`; each strategy runs alone so its wall time is its own.
+//! --duration 10 --warmup 5 --rate 0.02 --strategy shortest --hop-limit 64`. Each size
+//! is a zoned `random:N`; each strategy runs alone so its wall time is its own. The
+//! hop limit is raised because paths in these fleets grow past the default of 16.
 
 use std::{process::ExitCode, time::Instant};
 

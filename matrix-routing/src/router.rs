@@ -166,9 +166,9 @@ pub struct Router {
     pub(crate) summary_refresh: Option<Instant>,
     pub(crate) topo: Topology,
     pub(crate) topo_dirty: bool,
-    /// Each live neighbour's view of the link-state graph (AntNet's downstream filter),
-    /// derived with `topo`.
-    pub(crate) views: BTreeMap<NodeId, Topology>,
+    /// AntNet: per destination, the eligible neighbours strictly closer to it than we
+    /// are (the downstream filter), derived with `topo`.
+    pub(crate) downstream: BTreeMap<NodePrefix, Vec<NodeId>>,
     /// Hold before the next shortest-path run, and when the last one ran.
     spf_hold: Duration,
     last_spf: Option<Instant>,
@@ -198,7 +198,7 @@ impl Router {
             summary_refresh: None,
             topo: Topology::default(),
             topo_dirty: true,
-            views: BTreeMap::new(),
+            downstream: BTreeMap::new(),
             spf_hold: RECOMPUTE_HOLD,
             last_spf: None,
             dests: BTreeMap::new(),
@@ -409,18 +409,11 @@ impl Router {
         self.timers.set_earlier(Timer::Recompute, now + hold);
     }
 
-    /// Runs shortest paths (ours, and for AntNet each live neighbour's) and moves the
-    /// SPF hold: doubled after a run that follows another within [`SPF_QUIET`].
+    /// Runs shortest paths and moves the SPF hold: doubled after a run that follows
+    /// another within [`SPF_QUIET`].
     fn run_spf(&mut self, now: Instant) {
         let nbrs = &self.neighbors;
         self.topo = Topology::compute(self.me, &self.lsdb, |n| nbrs.is_alive(n));
-        self.views = if self.params.strategy == StrategyKind::Antnet {
-            nbrs.alive_ids()
-                .map(|n| (n, Topology::compute(n, &self.lsdb, |_| true)))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
         self.topo_dirty = false;
         let busy = self
             .last_spf
@@ -452,8 +445,12 @@ impl Router {
                 .destinations()
                 .map(|(d, _)| (d, dest::eligible(self.me, d, &self.neighbors)))
                 .collect();
+            self.downstream.clear();
             match self.params.strategy {
-                StrategyKind::Antnet => self.antnet.sync(&self.dests),
+                StrategyKind::Antnet => {
+                    self.antnet.sync(&self.dests);
+                    self.downstream = self.downstream_neighbors();
+                }
                 StrategyKind::QRouting => self.qrouting.sync(&self.dests),
                 StrategyKind::Direct | StrategyKind::Shortest => {}
             }
@@ -479,17 +476,38 @@ impl Router {
     /// hops are restricted. Without this, after a failure behind a neighbour its
     /// pheromone (still high) keeps sending data into a loop until ants undo it, which
     /// takes seconds; with it, data moves as soon as the neighbour's advert changes.
-    fn downstream(&self, n: NodeId, d: NodePrefix) -> bool {
+    fn is_downstream(&self, n: NodeId, d: NodePrefix, views: &BTreeMap<NodeId, Topology>) -> bool {
         if d.contains(n) {
             return true;
         }
         let Some(mine) = self.topo.path(d).map(|p| p.cost) else {
             return true;
         };
-        self.views
+        views
             .get(&n)
             .and_then(|v| v.path(d))
             .is_some_and(|p| p.cost < mine)
+    }
+
+    /// [`Self::is_downstream`] for every destination and eligible neighbour, from each
+    /// live neighbour's own view of the link-state graph.
+    fn downstream_neighbors(&self) -> BTreeMap<NodePrefix, Vec<NodeId>> {
+        let views: BTreeMap<NodeId, Topology> = self
+            .neighbors
+            .alive_ids()
+            .map(|n| (n, Topology::compute(n, &self.lsdb, |_| true)))
+            .collect();
+        self.dests
+            .iter()
+            .map(|(d, eligible)| {
+                let down = eligible
+                    .iter()
+                    .copied()
+                    .filter(|n| self.is_downstream(*n, *d, &views))
+                    .collect();
+                (*d, down)
+            })
+            .collect()
     }
 
     fn shortest_candidate(&self, d: NodePrefix) -> Option<Candidate> {
@@ -524,7 +542,8 @@ impl Router {
             StrategyKind::Antnet => dests
                 .filter_map(|d| {
                     let mut c = self.antnet.candidate(d)?;
-                    c.hops.retain(|(n, _)| self.downstream(*n, d));
+                    let down = self.downstream.get(&d).map_or(&[][..], Vec::as_slice);
+                    c.hops.retain(|(n, _)| down.contains(n));
                     if c.hops.is_empty() {
                         return Some((d, self.shortest_candidate(d)?));
                     }

@@ -36,7 +36,7 @@ use matrix_common::{
     programs,
 };
 use matrix_user::{
-    dataplane::{self, DataPlane, load::Loaded},
+    dataplane::{self, DataPlane},
     fixtures::{Encap, Inner},
     node::{NodeId, NodePrefix},
 };
@@ -45,6 +45,7 @@ use xtask::testbed::{State, Testbed, UpOptions};
 use crate::{
     generator::{self, Generator, Sent},
     netns::{self, Link},
+    run::PinnedPlane,
 };
 
 /// Inner (IP) packet sizes of the generated traffic.
@@ -183,24 +184,6 @@ impl BenchProgs {
     }
 }
 
-/// A loaded, pinned matrix data plane of one chain node; detached and unpinned on drop.
-struct Plane {
-    loaded: Option<Loaded>,
-    dir: PathBuf,
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        let result = match self.loaded.take() {
-            Some(l) => l.teardown(),
-            None => dataplane::load::unpin(&self.dir),
-        };
-        if let Err(e) = result {
-            eprintln!("warning: removing {}: {e}", self.dir.display());
-        }
-    }
-}
-
 /// What a node's data plane is told: the agent's configuration, by hand.
 struct PlaneSpec<'a> {
     ns: &'a str,
@@ -253,7 +236,7 @@ impl Cpus {
 pub struct Chain {
     pub case: Case,
     // Fields drop in order: the data planes and the relay process before the testbed.
-    planes: Vec<Plane>,
+    planes: Vec<PinnedPlane>,
     relay: Option<RelayProcess>,
     /// Namespace and interface the generator sends from.
     pub gen_ns: String,
@@ -298,16 +281,12 @@ fn neighbor(node: NodeId, local: (Link, [u8; 4]), remote: (Link, [u8; 4])) -> Ne
 
 /// Loads a data plane as the agent does (pinned maps, verified programs), fills its
 /// maps through the facade, attaches it, and finds its programs' ids.
-fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(Plane, Vec<WatchedProg>)> {
+fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(PinnedPlane, Vec<WatchedProg>)> {
     let dir = dataplane::pin_dir(spec.pin);
     // In the node's namespace, as the agent runs: EGRESS (a devmap) resolves ifindexes
     // in the namespace of whoever writes it, and attaching resolves interface names.
     let plane = netns::in_netns(spec.ns, || {
-        let loaded = dataplane::load::load(&dir).with_context(|| format!("load {}", spec.pin))?;
-        let mut plane = Plane {
-            loaded: Some(loaded),
-            dir: dir.clone(),
-        };
+        let mut plane = PinnedPlane::load(&dir)?;
         let mut dp = DataPlane::open(&dir)?;
         dp.set_config(Config {
             node_id: spec.node.0,
@@ -327,7 +306,7 @@ fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(Plane, Vec<WatchedProg>)>
         for &(net, owner) in &spec.overlay {
             dp.add_overlay_prefix(net, owner)?;
         }
-        let loaded = plane.loaded.as_mut().expect("just loaded");
+        let loaded = plane.loaded();
         for u in &spec.underlay {
             loaded.attach(programs::UNDERLAY, u)?;
         }

@@ -16,7 +16,6 @@
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
-    path::PathBuf,
     time::Instant,
 };
 
@@ -24,14 +23,14 @@ use anyhow::Context as _;
 use aya::maps::MapData;
 use matrix_common::{NextHopSet, names};
 use matrix_user::{
-    dataplane::{self, DataPlane, load::Loaded},
+    dataplane::{self, DataPlane},
     node::{NodeId, NodePrefix},
 };
 use serde_json::{Value, json};
 
 use crate::{
     route_lookup::fill_ids,
-    run::{self, median, ratios, spread},
+    run::{self, PinnedPlane, median, ratios, spread},
 };
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -152,24 +151,6 @@ fn probe_batch(
     ))
 }
 
-/// Unpins the bench's data plane when dropped, also on failure.
-struct PinnedPlane {
-    loaded: Option<Loaded>,
-    dir: PathBuf,
-}
-
-impl Drop for PinnedPlane {
-    fn drop(&mut self) {
-        let result = match self.loaded.take() {
-            Some(l) => l.teardown(),
-            None => dataplane::load::unpin(&self.dir),
-        };
-        if let Err(e) = result {
-            eprintln!("warning: removing {}: {e}", self.dir.display());
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Facade,
@@ -182,11 +163,7 @@ enum Method {
 /// Measures; `n` routes per pass, `rounds` rounds.
 pub fn run(prefix: &str, n: usize, rounds: usize) -> anyhow::Result<Value> {
     let dir = dataplane::pin_dir(&format!("{prefix}-mapupd"));
-    let loaded = dataplane::load::load(&dir).context("load a pinned data plane")?;
-    let _plane = PinnedPlane {
-        loaded: Some(loaded),
-        dir: dir.clone(),
-    };
+    let _plane = PinnedPlane::load(&dir)?;
     let mut dp = DataPlane::open(&dir)?;
     let ids = fill_ids(n);
     let set = NextHopSet::new(&[(1, 1), (2, 1)]);

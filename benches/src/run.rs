@@ -1,5 +1,6 @@
 //! What every bench runner shares: its command line, where results go, root, CPU
-//! pinning, Ctrl-C, and the statistics over rounds.
+//! pinning, Ctrl-C, a pinned data plane that is removed on drop, and the statistics over
+//! rounds.
 
 use std::{
     path::{Path, PathBuf},
@@ -161,4 +162,38 @@ pub fn kernel() -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// A data plane loaded and pinned under `dir` as the agent does it; detached and
+/// unpinned when dropped, also when the bench fails half-way.
+pub struct PinnedPlane {
+    loaded: Option<matrix_user::dataplane::load::Loaded>,
+    dir: PathBuf,
+}
+
+impl PinnedPlane {
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let loaded = matrix_user::dataplane::load::load(dir)
+            .with_context(|| format!("load a pinned data plane at {}", dir.display()))?;
+        Ok(Self {
+            loaded: Some(loaded),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn loaded(&mut self) -> &mut matrix_user::dataplane::load::Loaded {
+        self.loaded.as_mut().expect("only taken on drop")
+    }
+}
+
+impl Drop for PinnedPlane {
+    fn drop(&mut self) {
+        let result = match self.loaded.take() {
+            Some(l) => l.teardown(),
+            None => matrix_user::dataplane::load::unpin(&self.dir),
+        };
+        if let Err(e) = result {
+            eprintln!("warning: removing {}: {e}", self.dir.display());
+        }
+    }
 }

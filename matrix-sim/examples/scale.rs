@@ -54,8 +54,8 @@ fn main() -> ExitCode {
             let wall = started.elapsed().as_secs_f64();
             println!(
                 "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>10} {:>14} {:>10} {:>8.1}",
-                r.nodes,
-                r.zones,
+                r.run.nodes,
+                r.run.zones,
                 r.strategy,
                 format!("{:.1}({})", r.state_entries_per_node, r.state_entries_max),
                 r.routes_per_node,

@@ -11,14 +11,10 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunReport {
     pub strategy: String,
-    /// What was run: the same for every strategy of one invocation.
-    pub topology: String,
-    pub nodes: usize,
-    pub links: usize,
-    pub zones: usize,
-    pub load: String,
-    pub rate: f64,
-    pub seed: u64,
+    /// What was run: the same for every strategy of one invocation (flattened: its
+    /// fields are keys of the row).
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Delivered / offered data packets created in the measurement window.
     pub delivered_ratio: f64,
     /// Delivered data bits per second of the measurement window.
@@ -49,8 +45,8 @@ pub struct RunReport {
     pub events: u64,
 }
 
-/// The run's context, copied into every row.
-#[derive(Clone, Debug)]
+/// The run's context, the same in every row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunInfo {
     pub topology: String,
     pub nodes: usize,
@@ -72,13 +68,7 @@ impl RunReport {
         let mean_of = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
         Self {
             strategy: strategy.to_string(),
-            topology: info.topology.clone(),
-            nodes,
-            links: info.links,
-            zones: info.zones,
-            load: info.load.clone(),
-            rate: info.rate,
-            seed: info.seed,
+            run: info.clone(),
             delivered_ratio: if m.offered == 0 {
                 0.0
             } else {

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use matrix_common::{
-    Config, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR,
+    DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR,
     DROP_UNKNOWN_OPTION, ENCAP_HEADROOM, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, EthHdr,
     GENEVE_HDR_LEN, GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN,
     IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN, MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH,
@@ -96,7 +96,7 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     if dst_node == cfg.node_id {
         return decapsulate(ctx, proto);
     }
-    transit(ctx, cfg, ip, opt, ip_len)
+    transit(ctx, ip, opt, ip_len)
 }
 
 /// Strips the outer headers and hands the inner packet to the stack, which routes it to
@@ -121,14 +121,7 @@ fn decapsulate(ctx: &XdpContext, proto: u16) -> Outcome {
 
 /// Relays the packet one hop closer to `dst_node` without touching the inner packet.
 #[inline(always)]
-fn transit(
-    ctx: &XdpContext,
-    cfg: &Config,
-    ip: *mut Ipv4Hdr,
-    opt: *mut MatrixOpt,
-    ip_len: usize,
-) -> Outcome {
-    let _ = cfg;
+fn transit(ctx: &XdpContext, ip: *mut Ipv4Hdr, opt: *mut MatrixOpt, ip_len: usize) -> Outcome {
     let (dst_node, hop_limit, flow_hash) =
         unsafe { ((*opt).dst_node(), (*opt).hop_limit, (*opt).flow_hash()) };
     // A packet arriving with hop limit 1 would leave with 0: it has used up its hops.

@@ -147,11 +147,6 @@ impl FailureTrack {
         }
     }
 
-    /// (created, delivered) of the affected pairs per 100 ms window after the cut.
-    pub fn windows(&self) -> &[(u32, u32)] {
-        &self.windows
-    }
-
     /// Milliseconds from the cut to the first normal window (see the module docs).
     pub fn recovery_ms(&self) -> Option<f64> {
         let (mut created, mut delivered) = (0u32, 0u32);

@@ -107,10 +107,11 @@ impl Router {
             });
         }
         match self.lsdb.receive_advert(now, adv.clone()) {
-            Verdict::New { changed } => {
+            Verdict::New { changed, lost } => {
                 self.flood(&Message::Advert(adv), Some(from), true);
                 if changed {
                     self.topo_dirty = true;
+                    self.topo_lost |= lost;
                     self.schedule_recompute(now);
                 }
             }
@@ -136,10 +137,11 @@ impl Router {
             return Ok(());
         }
         match self.lsdb.receive_summary(now, s.clone()) {
-            Verdict::New { changed } => {
+            Verdict::New { changed, lost } => {
                 self.flood(&Message::ZoneSummary(s), Some(from), false);
                 if changed {
                     self.topo_dirty = true;
+                    self.topo_lost |= lost;
                     self.schedule_recompute(now);
                 }
             }

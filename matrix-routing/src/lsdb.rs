@@ -31,8 +31,9 @@ struct Stored<T> {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Verdict<T> {
     /// Newer than ours: stored; flood it on. `changed`: its content differs from what it
-    /// replaced (routes must be recomputed), not merely its sequence number.
-    New { changed: bool },
+    /// replaced (routes must be recomputed), not merely its sequence number. `lost`: a
+    /// link or prefix it replaced is gone (bad news, which is not held back).
+    New { changed: bool, lost: bool },
     /// The copy we hold: nothing to do.
     Duplicate,
     /// Older than ours: the sender has missed an update, send it ours.
@@ -60,6 +61,19 @@ fn lifetime(now: Instant, max_age_ms: u32) -> Instant {
     now + Duration::from_millis(u64::from(max_age_ms))
 }
 
+/// Whether a replacement drops a link (by neighbour) or a prefix the old entry had.
+fn lost<P: PartialEq>(
+    old_links: &[(NodeId, u32)],
+    new_links: &[(NodeId, u32)],
+    old_prefixes: &[P],
+    new_prefixes: &[P],
+) -> bool {
+    old_links
+        .iter()
+        .any(|(n, _)| !new_links.iter().any(|(m, _)| m == n))
+        || old_prefixes.iter().any(|p| !new_prefixes.contains(p))
+}
+
 impl Lsdb {
     pub(crate) fn new(me: NodeId) -> Self {
         Self {
@@ -72,11 +86,14 @@ impl Lsdb {
 
     pub(crate) fn receive_advert(&mut self, now: Instant, adv: Advert) -> Verdict<Advert> {
         let expires = lifetime(now, adv.max_age_ms);
-        let changed = match self.adverts.get(&adv.origin) {
+        let (changed, lost) = match self.adverts.get(&adv.origin) {
             Some(old) if old.msg.seq > adv.seq => return Verdict::Stale(old.msg.clone()),
             Some(old) if old.msg.seq == adv.seq => return Verdict::Duplicate,
-            Some(old) => old.msg.links != adv.links || old.msg.prefixes != adv.prefixes,
-            None => true,
+            Some(old) => (
+                old.msg.links != adv.links || old.msg.prefixes != adv.prefixes,
+                lost(&old.msg.links, &adv.links, &old.msg.prefixes, &adv.prefixes),
+            ),
+            None => (true, false),
         };
         let key = Key::Advert(adv.origin);
         if let Some(old) = self
@@ -86,17 +103,20 @@ impl Lsdb {
             self.expiries.remove(&(old.expires, key));
         }
         self.expiries.insert((expires, key));
-        Verdict::New { changed }
+        Verdict::New { changed, lost }
     }
 
     pub(crate) fn receive_summary(&mut self, now: Instant, s: ZoneSummary) -> Verdict<ZoneSummary> {
         let expires = lifetime(now, s.max_age_ms);
         let key = (s.origin, s.part);
-        let changed = match self.summaries.get(&key) {
+        let (changed, lost) = match self.summaries.get(&key) {
             Some(old) if old.msg.seq > s.seq => return Verdict::Stale(old.msg.clone()),
             Some(old) if old.msg.seq == s.seq => return Verdict::Duplicate,
-            Some(old) => old.msg.links != s.links || old.msg.prefixes != s.prefixes,
-            None => true,
+            Some(old) => (
+                old.msg.links != s.links || old.msg.prefixes != s.prefixes,
+                lost(&old.msg.links, &s.links, &old.msg.prefixes, &s.prefixes),
+            ),
+            None => (true, false),
         };
         // Parts past the new count belong to an older, longer origination.
         let stale: Vec<_> = self
@@ -118,6 +138,7 @@ impl Lsdb {
         self.expiries.insert((expires, Key::Summary(key.0, key.1)));
         Verdict::New {
             changed: changed || dropped,
+            lost: lost || dropped,
         }
     }
 
@@ -225,7 +246,10 @@ mod tests {
         let mut db = Lsdb::new(me);
         assert_eq!(
             db.receive_advert(t0, adv(a, 5, &[(b, 10)])),
-            Verdict::New { changed: true }
+            Verdict::New {
+                changed: true,
+                lost: false
+            }
         );
         assert_eq!(
             db.receive_advert(t0, adv(a, 5, &[(b, 10)])),
@@ -239,13 +263,27 @@ mod tests {
         // does not change routes.
         assert_eq!(
             db.receive_advert(t0, adv(a, 6, &[(b, 10)])),
-            Verdict::New { changed: false }
+            Verdict::New {
+                changed: false,
+                lost: false
+            }
         );
+        // A cost change is news; a link gone is bad news.
         assert_eq!(
             db.receive_advert(t0, adv(a, 7, &[(b, 20)])),
-            Verdict::New { changed: true }
+            Verdict::New {
+                changed: true,
+                lost: false
+            }
         );
-        assert_eq!(db.advert(a).unwrap().seq, 7);
+        assert_eq!(
+            db.receive_advert(t0, adv(a, 8, &[(me, 20)])),
+            Verdict::New {
+                changed: true,
+                lost: true
+            }
+        );
+        assert_eq!(db.advert(a).unwrap().seq, 8);
     }
 
     #[test]
@@ -292,7 +330,10 @@ mod tests {
         assert_eq!(db.len(), 2);
         assert_eq!(
             db.receive_summary(t0, part(2, 0, 1)),
-            Verdict::New { changed: true }
+            Verdict::New {
+                changed: true,
+                lost: true
+            }
         );
         assert_eq!(db.len(), 1);
         assert_eq!(db.summaries().map(|s| s.seq).collect::<Vec<_>>(), vec![2]);

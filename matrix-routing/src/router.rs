@@ -124,7 +124,7 @@ const RECOMPUTE_HOLD: Duration = Duration::from_millis(10);
 /// the next one doubles (from [`RECOMPUTE_HOLD`] up to this) while link-state changes
 /// keep coming, so a fleet booting or a flapping link costs a few runs a second instead
 /// of a hundred; the first change after a quiet spell still waits only
-/// [`RECOMPUTE_HOLD`].
+/// [`RECOMPUTE_HOLD`], and so does bad news (a link or prefix gone) at any time.
 const SPF_HOLD_MAX: Duration = Duration::from_millis(160);
 /// No shortest-path run for this long is a quiet spell: the hold is back to its minimum.
 const SPF_QUIET: Duration = Duration::from_secs(1);
@@ -166,6 +166,9 @@ pub struct Router {
     pub(crate) summary_refresh: Option<Instant>,
     pub(crate) topo: Topology,
     pub(crate) topo_dirty: bool,
+    /// The pending change removes a link or prefix: failures are routed around after
+    /// [`RECOMPUTE_HOLD`], whatever the SPF hold has grown to under cost churn.
+    pub(crate) topo_lost: bool,
     /// AntNet: per destination, the eligible neighbours strictly closer to it than we
     /// are (the downstream filter), derived with `topo`.
     pub(crate) downstream: BTreeMap<NodePrefix, Vec<NodeId>>,
@@ -198,6 +201,7 @@ impl Router {
             summary_refresh: None,
             topo: Topology::default(),
             topo_dirty: true,
+            topo_lost: false,
             downstream: BTreeMap::new(),
             spf_hold: RECOMPUTE_HOLD,
             last_spf: None,
@@ -401,7 +405,7 @@ impl Router {
         let quiet = self
             .last_spf
             .is_none_or(|t| now.saturating_duration_since(t) >= SPF_QUIET);
-        let hold = if self.topo_dirty && !quiet {
+        let hold = if self.topo_dirty && !quiet && !self.topo_lost {
             self.spf_hold
         } else {
             RECOMPUTE_HOLD
@@ -415,6 +419,7 @@ impl Router {
         let nbrs = &self.neighbors;
         self.topo = Topology::compute(self.me, &self.lsdb, |n| nbrs.is_alive(n));
         self.topo_dirty = false;
+        self.topo_lost = false;
         let busy = self
             .last_spf
             .is_some_and(|t| now.saturating_duration_since(t) < SPF_QUIET);
@@ -607,22 +612,32 @@ mod tests {
         let mut seq = 0;
         let change = move |r: &mut Router, now: Instant| {
             seq += 1;
-            let adv = Advert {
-                origin: c,
-                seq,
-                links: vec![(b, 100 + seq as u32 * 1000)],
-                prefixes: vec![],
-                max_age_ms: 4000,
-            };
-            r.handle(
-                now,
-                Event::Received {
-                    from: b,
-                    msg: Message::Advert(adv),
-                },
-            );
+            hear(r, now, (b, c, seq), vec![(b, 100 + seq as u32 * 1000)]);
         };
         (r, t0, change)
+    }
+
+    /// `from` hands on `origin`'s advert number `seq` with `links`.
+    fn hear(
+        r: &mut Router,
+        now: Instant,
+        (from, origin, seq): (NodeId, NodeId, u64),
+        links: Vec<(NodeId, u32)>,
+    ) {
+        let adv = Advert {
+            origin,
+            seq,
+            links,
+            prefixes: vec![],
+            max_age_ms: 4000,
+        };
+        r.handle(
+            now,
+            Event::Received {
+                from,
+                msg: Message::Advert(adv),
+            },
+        );
     }
 
     /// The hold before a recompute after a change at `now`.
@@ -650,5 +665,30 @@ mod tests {
         now += SPF_QUIET;
         change(&mut r, now);
         assert_eq!(hold(&r, now), RECOMPUTE_HOLD);
+    }
+
+    #[test]
+    fn a_lost_link_is_not_held_back() {
+        let (mut r, t0, mut change) = changing_adverts();
+        r.handle_timeout(t0 + RECOMPUTE_HOLD);
+        let mut now = t0 + RECOMPUTE_HOLD + SPF_QUIET;
+        // Cost churn grows the hold to its maximum.
+        for _ in 0..6 {
+            change(&mut r, now);
+            now += hold(&r, now);
+            r.handle_timeout(now);
+        }
+        change(&mut r, now);
+        assert_eq!(hold(&r, now), SPF_HOLD_MAX);
+        // 1.3 loses its link to 1.2: routed around after the minimum hold, and the grown
+        // hold is kept for the churn that follows.
+        let (b, c) = (NodeId::new(1, 2), NodeId::new(1, 3));
+        hear(&mut r, now, (b, c, 1000), vec![]);
+        assert_eq!(hold(&r, now), RECOMPUTE_HOLD);
+        now += RECOMPUTE_HOLD;
+        r.handle_timeout(now);
+        assert!(r.timers.get(Timer::Recompute).is_none(), "ran");
+        hear(&mut r, now, (b, c, 1001), vec![(b, 100)]);
+        assert_eq!(hold(&r, now), SPF_HOLD_MAX);
     }
 }

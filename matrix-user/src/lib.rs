@@ -1,6 +1,6 @@
 //! matrix userspace: the data-plane facade over the BPF maps, configuration, the agent
 //! and the CLI.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod cli;

@@ -22,11 +22,12 @@ use tokio::{
 
 use super::{
     RESOLVE_FAST, RESOLVE_SLOW,
+    carrier::CarrierWatch,
     control::{Channel, ControlStats},
     resolve_neighbors,
     socket::{self, Request, Response},
 };
-use crate::{config::Config, dataplane::DataPlane};
+use crate::{config::Config, dataplane::DataPlane, net::Interface};
 
 /// How often data-plane counters are fed to the routing core.
 const LOAD_INTERVAL: Duration = Duration::from_millis(100);
@@ -39,6 +40,9 @@ const MEMORY_SHARE: u64 = 64;
 struct Routing {
     router: Router,
     channel: Channel,
+    /// Carrier of the underlay interfaces, and the neighbours behind each; `None` when
+    /// rtnetlink could not be watched (hellos alone then detect failures).
+    carrier: Option<(CarrierWatch, HashMap<u32, Vec<NodeId>>)>,
 }
 
 pub struct Driver<'a> {
@@ -53,7 +57,11 @@ pub struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    pub async fn new(dp: DataPlane, config: &'a Config) -> anyhow::Result<Self> {
+    pub async fn new(
+        dp: DataPlane,
+        config: &'a Config,
+        underlay: &[Interface],
+    ) -> anyhow::Result<Self> {
         let sock = socket::path(&config.name);
         std::fs::create_dir_all(socket::SOCKET_DIR)
             .with_context(|| format!("creating {}", socket::SOCKET_DIR))?;
@@ -104,7 +112,24 @@ impl<'a> Driver<'a> {
                     },
                     std::time::Instant::now(),
                 );
-                Some(Routing { router, channel })
+                let mut behind: HashMap<u32, Vec<NodeId>> = HashMap::new();
+                for n in &config.neighbors {
+                    if let Some(i) = underlay.iter().find(|i| i.name == n.iface) {
+                        behind.entry(i.ifindex).or_default().push(n.node);
+                    }
+                }
+                let carrier = match CarrierWatch::open(behind.keys().copied()) {
+                    Ok(w) => Some((w, behind)),
+                    Err(e) => {
+                        warn!("cannot watch link carrier ({e}); hellos alone detect failures");
+                        None
+                    }
+                };
+                Some(Routing {
+                    router,
+                    channel,
+                    carrier,
+                })
             }
         };
         Ok(Self {
@@ -143,11 +168,18 @@ impl<'a> Driver<'a> {
                 .and_then(|r| r.router.poll_timeout())
                 .map_or(far, Instant::from_std);
             let routing = self.routing.is_some();
+            let carrier = self.routing.as_ref().is_some_and(|r| r.carrier.is_some());
             let Self {
                 routing: r,
                 listener,
                 ..
             } = self;
+            let (channel, watch) = match r {
+                Some(Routing {
+                    channel, carrier, ..
+                }) => (Some(channel), carrier.as_mut().map(|(w, _)| w)),
+                None => (None, None),
+            };
             tokio::select! {
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
@@ -166,10 +198,14 @@ impl<'a> Driver<'a> {
                     self.feed_counters();
                     self.apply().await;
                 }
-                (from, msg) = async { r.as_mut().expect("guarded").channel.recv().await }, if routing => {
+                (from, msg) = async { channel.expect("guarded").recv().await }, if routing => {
                     if let Some(r) = &mut self.routing {
                         r.router.handle(std::time::Instant::now(), Event::Received { from, msg });
                     }
+                    self.apply().await;
+                }
+                changes = async { watch.expect("guarded").next().await }, if carrier => {
+                    self.on_carrier(changes);
                     self.apply().await;
                 }
                 conn = listener.accept() => {
@@ -182,6 +218,39 @@ impl<'a> Driver<'a> {
         }
         let _ = std::fs::remove_file(socket::path(&self.config.name));
         Ok(())
+    }
+
+    /// Tells the core which neighbours lost or regained carrier.
+    fn on_carrier(&mut self, changes: std::io::Result<Vec<super::carrier::LinkChange>>) {
+        let Some(r) = &mut self.routing else { return };
+        let Some((_, behind)) = &r.carrier else {
+            return;
+        };
+        match changes {
+            Ok(changes) => {
+                let now = std::time::Instant::now();
+                for c in changes {
+                    for &neighbor in behind.get(&c.ifindex).into_iter().flatten() {
+                        info!(
+                            "carrier {} towards neighbour {neighbor} (ifindex {})",
+                            if c.carrier { "up" } else { "down" },
+                            c.ifindex
+                        );
+                        r.router.handle(
+                            now,
+                            Event::LinkState {
+                                neighbor,
+                                up: c.carrier,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("carrier watch failed ({e}); hellos alone detect failures from now on");
+                r.carrier = None;
+            }
+        }
     }
 
     /// Feeds per-neighbour transmit counters and per-destination demand to the core.

@@ -6,9 +6,13 @@
 //!   UDP 6082 ──decode+verify──▶ ┐
 //!   timers (poll_timeout)  ───▶ │ Driver ──▶ Router (sans-IO) ──actions──▶ map writer
 //!   NEIGH_STATS / DEMAND   ───▶ │                                      └─▶ UDP 6082
+//!   carrier (rtnetlink)    ───▶ │
 //!   control socket (CLI)   ◀──▶ ┘
 //! ```
 
+// rtnetlink has no safe wrapper in std: raw socket calls, each with its SAFETY note.
+#[allow(unsafe_code)]
+mod carrier;
 mod control;
 mod driver;
 pub mod socket;
@@ -71,7 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dir.display()
         );
         let _ = std::io::stdout().flush();
-        let mut driver = driver::Driver::new(dp, &config).await?;
+        let mut driver = driver::Driver::new(dp, &config, &underlay).await?;
         driver.serve().await
     }
     .await;

@@ -107,6 +107,9 @@ pub(crate) struct Neighbor {
     hellos: VecDeque<HelloRecord>,
     loss: f64,
     load: LoadMeter,
+    /// The link's capacity in Mbit/s, when the host knows it (the interface's speed);
+    /// otherwise the `link_capacity_mbps` parameter prices its queueing.
+    capacity_mbps: Option<f64>,
     delay_us: f64,
     cost_us: u32,
 }
@@ -124,6 +127,7 @@ impl Neighbor {
             hellos: VecDeque::with_capacity(LOSS_WINDOW),
             loss: 0.0,
             load: LoadMeter::default(),
+            capacity_mbps: None,
             delay_us: f64::from(DEFAULT_LINK_COST_US),
             cost_us: DEFAULT_LINK_COST_US,
         }
@@ -144,7 +148,7 @@ impl Neighbor {
     }
 
     fn refresh_cost(&mut self, params: &Params) {
-        let capacity = params.link_capacity_mbps * 1e6 / 8.0;
+        let capacity = self.capacity_mbps.unwrap_or(params.link_capacity_mbps) * 1e6 / 8.0;
         self.delay_us = match self.srtt_us {
             Some(srtt) => srtt / 2.0 + self.load.queue_us(capacity),
             None => f64::from(DEFAULT_LINK_COST_US),
@@ -196,6 +200,7 @@ impl Neighbor {
             rttvar_us: self.srtt_us.map(|_| self.rttvar_us.round() as u32),
             loss: self.loss,
             load_bps: self.load.bytes_per_s,
+            capacity_mbps: self.capacity_mbps,
             cost_us: self.cost_us,
         }
     }
@@ -364,6 +369,14 @@ impl NeighborTable {
         }
     }
 
+    /// The link to `id` runs at `mbps` (`None`: unknown, the parameter applies).
+    pub(crate) fn set_capacity(&mut self, id: NodeId, mbps: Option<f64>, params: &Params) {
+        if let Some(n) = self.map.get_mut(&id) {
+            n.capacity_mbps = mbps.filter(|m| *m > 0.0 && m.is_finite());
+            n.refresh_cost(params);
+        }
+    }
+
     /// Re-derives every cost (after a parameter change).
     pub(crate) fn refresh(&mut self, params: &Params) {
         for n in self.map.values_mut() {
@@ -482,6 +495,15 @@ mod tests {
         let busy = t.get(b).unwrap().delay_us();
         assert!((busy - idle - 32.0).abs() < 1.0, "{idle} {busy}");
         assert!((t.get(b).unwrap().load_bps() - 1e8).abs() < 1e6);
+        // The interface says 10 Gbit/s: rho = 0.08 -> 0.087 x 0.8 us, the link is idle.
+        t.set_capacity(b, Some(10_000.0), &p);
+        let fast = t.get(b).unwrap().delay_us();
+        assert!((fast - idle - 0.0696).abs() < 0.001, "{idle} {fast}");
+        assert_eq!(t.info()[0].capacity_mbps, Some(10_000.0));
+        // A speed of 0 is no speed: the parameter applies again.
+        t.set_capacity(b, Some(0.0), &p);
+        assert_eq!(t.get(b).unwrap().delay_us(), busy);
+        assert_eq!(t.info()[0].capacity_mbps, None);
     }
 
     #[test]

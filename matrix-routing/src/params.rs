@@ -98,8 +98,9 @@ pub struct Params {
     pub hysteresis: f64,
     /// Routing-state budget: at most this many route entries (None: derived from memory).
     pub max_routes: Option<usize>,
-    /// Capacity assumed for every underlay link, megabits per second: the queueing term
-    /// of a link's cost is an M/M/1 wait at the measured load on this capacity.
+    /// Capacity assumed for an underlay link whose speed the host does not report,
+    /// megabits per second: the queueing term of a link's cost is an M/M/1 wait at the
+    /// measured load on the link's capacity.
     pub link_capacity_mbps: f64,
 }
 

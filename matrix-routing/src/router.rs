@@ -63,6 +63,9 @@ pub enum Event {
     Demand { dst: NodeId, packets: u64 },
     /// The underlay link to `neighbor` went down or up (carrier), known before hellos tell.
     LinkState { neighbor: NodeId, up: bool },
+    /// The underlay link to `neighbor` runs at `mbps` (the interface's speed), or its speed
+    /// is unknown: its load is priced against this instead of `link_capacity_mbps`.
+    LinkCapacity { neighbor: NodeId, mbps: Option<f64> },
 }
 
 /// An output of the router.
@@ -101,6 +104,8 @@ pub struct NeighborInfo {
     pub loss: f64,
     /// Recent transmit rate to this neighbour, bytes per second.
     pub load_bps: f64,
+    /// The link's capacity when the host reported it ([`Event::LinkCapacity`]).
+    pub capacity_mbps: Option<f64>,
     /// Link cost the strategies use, microseconds.
     pub cost_us: u32,
 }
@@ -243,6 +248,9 @@ impl Router {
                 .neighbors
                 .on_load(now, neighbor, tx_bytes, tx_packets, &self.params),
             Event::Demand { dst, packets } => self.demand.observe(now, dst, packets),
+            Event::LinkCapacity { neighbor, mbps } => {
+                self.neighbors.set_capacity(neighbor, mbps, &self.params);
+            }
             Event::LinkState {
                 neighbor,
                 up: false,

@@ -210,6 +210,7 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
                         "rttvar_us",
                         "loss",
                         "load_bps",
+                        "capacity_mbps",
                         "cost_us",
                     ] {
                         obj.insert(k.into(), l[k].clone());
@@ -222,13 +223,21 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     }
     if live.is_some() {
         println!(
-            "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6} {:>12}",
-            "NODE", "ADDRESS", "ALIVE", "RTT(us)", "VAR(us)", "LOSS", "LOAD(B/s)"
+            "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6} {:>12} {:>10} {:>9}",
+            "NODE",
+            "ADDRESS",
+            "ALIVE",
+            "RTT(us)",
+            "VAR(us)",
+            "LOSS",
+            "LOAD(B/s)",
+            "LINK(Mb/s)",
+            "COST(us)"
         );
         for r in &rows {
             if let Some(l) = live_of(&r.node) {
                 println!(
-                    "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6.2} {:>12.0}",
+                    "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6.2} {:>12.0} {:>10} {:>9}",
                     r.node,
                     r.address,
                     l["alive"],
@@ -237,7 +246,11 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
                         .as_u64()
                         .map_or("-".into(), |v| v.to_string()),
                     l["loss"].as_f64().unwrap_or(0.0),
-                    l["load_bps"].as_f64().unwrap_or(0.0)
+                    l["load_bps"].as_f64().unwrap_or(0.0),
+                    l["capacity_mbps"]
+                        .as_f64()
+                        .map_or("-".into(), |v| v.to_string()),
+                    l["cost_us"].as_u64().map_or("-".into(), |v| v.to_string()),
                 );
             }
         }

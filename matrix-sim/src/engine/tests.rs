@@ -134,6 +134,7 @@ impl Core for Oracle {
                 sh.seen.last_tx_bytes = sh.seen.last_tx_bytes.max(tx_bytes);
             }
             Event::Demand { .. } => sh.seen.demands += 1,
+            Event::LinkCapacity { .. } => panic!("the engine prices links by the parameter"),
             Event::LinkState { neighbor, up } => {
                 assert!(!up);
                 sh.seen.link_downs += 1;

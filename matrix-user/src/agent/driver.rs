@@ -22,8 +22,8 @@ use tokio::{
 
 use super::{
     RESOLVE_FAST, RESOLVE_SLOW,
-    carrier::CarrierWatch,
     control::{Channel, ControlStats},
+    link::{self, CarrierWatch},
     resolve_neighbors,
     socket::{self, Request, Response},
 };
@@ -37,12 +37,18 @@ const BYTES_PER_ROUTE: u64 = 512;
 /// Share of available memory the routing state may use when `max_routes` is unset.
 const MEMORY_SHARE: u64 = 64;
 
+/// An underlay interface and the neighbours reached through it.
+struct Behind {
+    iface: String,
+    neighbors: Vec<NodeId>,
+}
+
 struct Routing {
     router: Router,
     channel: Channel,
     /// Carrier of the underlay interfaces, and the neighbours behind each; `None` when
     /// rtnetlink could not be watched (hellos alone then detect failures).
-    carrier: Option<(CarrierWatch, HashMap<u32, Vec<NodeId>>)>,
+    carrier: Option<(CarrierWatch, HashMap<u32, Behind>)>,
 }
 
 pub struct Driver<'a> {
@@ -112,10 +118,19 @@ impl<'a> Driver<'a> {
                     },
                     std::time::Instant::now(),
                 );
-                let mut behind: HashMap<u32, Vec<NodeId>> = HashMap::new();
+                let mut router = router;
+                let mut behind: HashMap<u32, Behind> = HashMap::new();
                 for n in &config.neighbors {
                     if let Some(i) = underlay.iter().find(|i| i.name == n.iface) {
-                        behind.entry(i.ifindex).or_default().push(n.node);
+                        behind
+                            .entry(i.ifindex)
+                            .or_insert_with(|| Behind {
+                                iface: i.name.clone(),
+                                neighbors: vec![],
+                            })
+                            .neighbors
+                            .push(n.node);
+                        feed_speed(&mut router, &i.name, n.node);
                     }
                 }
                 let carrier = match CarrierWatch::open(behind.keys().copied()) {
@@ -221,7 +236,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Tells the core which neighbours lost or regained carrier.
-    fn on_carrier(&mut self, changes: std::io::Result<Vec<super::carrier::LinkChange>>) {
+    fn on_carrier(&mut self, changes: std::io::Result<Vec<super::link::LinkChange>>) {
         let Some(r) = &mut self.routing else { return };
         let Some((_, behind)) = &r.carrier else {
             return;
@@ -230,12 +245,19 @@ impl<'a> Driver<'a> {
             Ok(changes) => {
                 let now = std::time::Instant::now();
                 for c in changes {
-                    for &neighbor in behind.get(&c.ifindex).into_iter().flatten() {
+                    let Some(b) = behind.get(&c.ifindex) else {
+                        continue;
+                    };
+                    for &neighbor in &b.neighbors {
                         info!(
                             "carrier {} towards neighbour {neighbor} (ifindex {})",
                             if c.carrier { "up" } else { "down" },
                             c.ifindex
                         );
+                        if c.carrier {
+                            // A link that comes back may have renegotiated its speed.
+                            feed_speed(&mut r.router, &b.iface, neighbor);
+                        }
                         r.router.handle(
                             now,
                             Event::LinkState {
@@ -418,6 +440,7 @@ impl<'a> Driver<'a> {
                                 "rttvar_us": n.rttvar_us,
                                 "loss": n.loss,
                                 "load_bps": n.load_bps,
+                                "capacity_mbps": n.capacity_mbps,
                                 "cost_us": n.cost_us,
                             })
                         })
@@ -426,6 +449,25 @@ impl<'a> Driver<'a> {
             },
         }
     }
+}
+
+/// Tells the core the speed of the link to `neighbor` (interface `iface`), or that it is
+/// unknown.
+fn feed_speed(router: &mut Router, iface: &str, neighbor: NodeId) {
+    let mbps = link::speed_mbps(iface);
+    match mbps {
+        Some(m) => info!("{iface}: {m} Mbit/s towards neighbour {neighbor}"),
+        None => info!(
+            "{iface}: speed unknown; link_capacity_mbps prices the load towards neighbour {neighbor}"
+        ),
+    }
+    router.handle(
+        std::time::Instant::now(),
+        Event::LinkCapacity {
+            neighbor,
+            mbps: mbps.map(f64::from),
+        },
+    );
 }
 
 /// Route budget from available memory: a 1/64 share at [`BYTES_PER_ROUTE`] per entry,

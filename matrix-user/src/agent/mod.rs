@@ -10,11 +10,11 @@
 //!   control socket (CLI)   ◀──▶ ┘
 //! ```
 
-// rtnetlink has no safe wrapper in std: raw socket calls, each with its SAFETY note.
-#[allow(unsafe_code)]
-mod carrier;
+// rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
 mod control;
 mod driver;
+#[allow(unsafe_code)]
+mod link;
 pub mod socket;
 
 use std::{collections::BTreeSet, io::Write as _, time::Duration};

@@ -1,7 +1,12 @@
+//! What the kernel tells of the underlay links: carrier and speed.
+//!
 //! Carrier watch: link notifications from rtnetlink (`RTMGRP_LINK`) for the underlay
 //! interfaces. A neighbour behind an interface that loses carrier is declared dead at
 //! once, not after `dead_count` missed hellos; when carrier returns it is probed at once.
 //! Hellos stay the only detector for failures behind a switch, where carrier stays up.
+//!
+//! Speed: the ethtool ioctl, so a link's load is priced against what it can carry
+//! rather than one assumed capacity for every link.
 
 use std::{
     collections::HashMap,
@@ -56,6 +61,50 @@ pub fn parse(mut buf: &[u8]) -> Vec<LinkChange> {
         buf = buf.get(next..).unwrap_or_default();
     }
     out
+}
+
+const ETHTOOL_GSET: u32 = 1;
+/// `struct ethtool_cmd`: 44 bytes; `speed` (low 16 bits) at byte 12, `speed_hi` at 28.
+const ETHTOOL_CMD_LEN: usize = 44;
+
+/// The speed of interface `iface` in Mbit/s as its driver reports it; `None` when the
+/// driver reports none (or an unknown one) or the interface does not exist.
+pub fn speed_mbps(iface: &str) -> Option<u32> {
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: plain socket(2); the descriptor is owned from here on.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut cmd = [0u32; ETHTOOL_CMD_LEN / 4];
+    cmd[0] = ETHTOOL_GSET;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name) {
+        *dst = *src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = cmd.as_mut_ptr().cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GSET writes at most one ethtool_cmd into `cmd`,
+    // which outlives the call; `ifr` names the interface (NUL-terminated: zeroed above).
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if rc < 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = cmd.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    speed_of(&bytes)
+}
+
+/// The speed an ethtool_cmd holds; `None` for 0 and SPEED_UNKNOWN.
+fn speed_of(cmd: &[u8]) -> Option<u32> {
+    let lo = u16::from_ne_bytes([cmd[12], cmd[13]]);
+    let hi = u16::from_ne_bytes([cmd[28], cmd[29]]);
+    let speed = u32::from(hi) << 16 | u32::from(lo);
+    (speed != 0 && speed != u32::MAX && speed != u32::from(u16::MAX)).then_some(speed)
 }
 
 /// Watches the carrier of a set of interfaces.
@@ -242,6 +291,22 @@ mod tests {
             }]
         );
         assert!(parse(&[]).is_empty());
+    }
+
+    #[test]
+    fn speed_comes_from_both_halves() {
+        let cmd = |lo: u16, hi: u16| {
+            let mut c = [0u8; ETHTOOL_CMD_LEN];
+            c[12..14].copy_from_slice(&lo.to_ne_bytes());
+            c[28..30].copy_from_slice(&hi.to_ne_bytes());
+            c
+        };
+        assert_eq!(speed_of(&cmd(10_000, 0)), Some(10_000));
+        // 400 Gbit/s does not fit 16 bits.
+        assert_eq!(speed_of(&cmd(0x1a80, 0x6)), Some(400_000));
+        assert_eq!(speed_of(&cmd(0, 0)), None);
+        assert_eq!(speed_of(&cmd(0xffff, 0xffff)), None, "SPEED_UNKNOWN");
+        assert_eq!(speed_of(&cmd(0xffff, 0)), None, "legacy unknown");
     }
 
     #[test]

@@ -354,5 +354,13 @@ pub fn status(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     for (k, val) in v["control"].as_object().into_iter().flatten() {
         println!("{k:<15} {val}");
     }
+    println!("{:<15} {}", "map_errors", v["map_errors"]);
+    let cw = &v["carrier_watch"];
+    if !cw.is_null() {
+        match cw["active"].as_bool() {
+            Some(true) => println!("{:<15} on ({} overruns)", "carrier_watch", cw["overruns"]),
+            _ => println!("{:<15} off: hellos alone detect failures", "carrier_watch"),
+        }
+    }
     Ok(())
 }

@@ -157,6 +157,7 @@ fn routes_and_prefixes_are_learnt_with_no_static_routes() {
             assert_eq!(n["capacity_mbps"], 10_000.0, "{n}");
         }
         assert!(st["control"]["rx_ok"].as_u64().unwrap() > 0, "{st}");
+        assert_eq!(st["carrier_watch"]["active"], true, "{st}");
     }
 }
 

@@ -386,6 +386,10 @@ impl<'a> Driver<'a> {
                 "strategy": self.routing.as_ref().map(|r| r.router.params().strategy.to_string()),
                 "control": self.routing.as_ref().map_or(ControlStats::default(), |r| r.channel.stats.clone()),
                 "map_errors": self.map_errors,
+                "carrier_watch": self.routing.as_ref().map(|r| json!({
+                    "active": r.carrier.is_some(),
+                    "overruns": r.carrier.as_ref().map_or(0, |(w, _)| w.overruns),
+                })),
             })),
             Request::Get => match &self.routing {
                 None => no_routing(),

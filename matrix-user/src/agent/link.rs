@@ -113,6 +113,8 @@ pub struct CarrierWatch {
     buf: Vec<u8>,
     /// Last known carrier of each watched interface (absent: not yet known).
     state: HashMap<u32, Option<bool>>,
+    /// Times the kernel dropped notifications because the socket buffer was full.
+    pub overruns: u64,
 }
 
 impl CarrierWatch {
@@ -168,6 +170,7 @@ impl CarrierWatch {
             fd,
             buf: vec![0; 32 * 1024],
             state: ifindexes.into_iter().map(|i| (i, None)).collect(),
+            overruns: 0,
         })
     }
 
@@ -198,6 +201,7 @@ impl CarrierWatch {
                 // The kernel dropped notifications for a full socket buffer: what was
                 // missed is lost, the hello timers still cover it.
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.overruns += 1;
                     log::warn!("carrier watch: notifications lost (socket buffer full)");
                     continue;
                 }

@@ -8,6 +8,7 @@
 //!      forward() at the next node ... delivered at the destination
 //!  Router actions: Send ─▶ the same Channel (control shares queues with data)
 //!                  Install/Withdraw ─▶ the node's Fib
+//!  Start ─▶ Event::LinkCapacity per link (its capacity, as the agent reads a NIC's speed)
 //!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
 //!  Fail ─▶ Channel::fail on both directions; with --detect carrier also
 //!          Event::LinkState{up: false} at both ends (else they miss hellos)
@@ -406,7 +407,18 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             seed: derive(self.cfg.seed, n as u64),
         };
         let now = self.instant();
-        let router = (self.make_router)(config, now);
+        let mut router = (self.make_router)(config, now);
+        // Like the agent reading each interface's speed: the link's own capacity.
+        for p in &node.ports {
+            let bps = self.chans[p.chan as usize].bps;
+            router.handle(
+                now,
+                Event::LinkCapacity {
+                    neighbor: p.peer_id,
+                    mbps: Some(bps as f64 / 1e6),
+                },
+            );
+        }
         self.nodes[n].router = Some(router);
         self.after_router(n, false);
         self.at(self.now + COUNTER_INTERVAL_NS, Ev::Counters(n as u32));

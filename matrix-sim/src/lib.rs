@@ -241,19 +241,6 @@ impl Setup {
             })?;
         }
         let topology = Topology::from_spec(&args.topology, args.seed)?;
-        // The core prices queueing against an assumed link capacity; an operator would
-        // configure the fleet's, so the simulation configures the topology's (median).
-        if !args
-            .params
-            .iter()
-            .any(|p| p.starts_with("link_capacity_mbps="))
-        {
-            let mut caps: Vec<u64> = topology.links.iter().map(|l| l.capacity_bps).collect();
-            caps.sort_unstable();
-            let mbps = caps[caps.len() / 2] as f64 / 1e6;
-            // A core without the parameter simply has no use for it.
-            let _ = params.set("link_capacity_mbps", &mbps.to_string());
-        }
         let load = LoadSpec::resolve(&args.load, &topology)?;
         let failures = args
             .fail

@@ -33,6 +33,8 @@ enum Mode {
 
 #[derive(Default)]
 struct Seen {
+    /// LinkCapacity events: one per link end, at start.
+    capacities: u64,
     link_loads: u64,
     last_tx_bytes: u64,
     demands: u64,
@@ -134,7 +136,10 @@ impl Core for Oracle {
                 sh.seen.last_tx_bytes = sh.seen.last_tx_bytes.max(tx_bytes);
             }
             Event::Demand { .. } => sh.seen.demands += 1,
-            Event::LinkCapacity { .. } => panic!("the engine prices links by the parameter"),
+            Event::LinkCapacity { mbps, .. } => {
+                assert!(mbps.is_some_and(|m| m > 0.0));
+                sh.seen.capacities += 1;
+            }
             Event::LinkState { neighbor, up } => {
                 assert!(!up);
                 sh.seen.link_downs += 1;
@@ -271,6 +276,7 @@ fn delivers_with_sane_delays_and_feeds_the_core() {
     );
     assert!(r.seen.demands > 100 && r.seen.last_tx_bytes > 100_000);
     assert!(r.seen.hellos > 0);
+    assert_eq!(r.seen.capacities, 42);
 }
 
 #[test]

@@ -1,19 +1,9 @@
 //! Simulated topologies: nodes with NodeIds, links with propagation delay and capacity.
 //!
-//! A file is TOML, a superset of the testbed's format (`topologies/*.toml`), so those
-//! files load too; fields the simulator does not use (`workloads`, `mtu`, `tap`,
-//! `[[route]]`) are ignored:
-//!
-//! ```toml
-//! [[node]]
-//! name = "0.1"          # any unique string
-//! id = "0.1"            # NodeId zone.host
-//! [[link]]
-//! a = "0.1"             # a node's name or id
-//! b = "0.2"
-//! delay_ms = 10.5       # propagation delay (default 1)
-//! capacity_mbps = 1.5   # each direction (default 10)
-//! ```
+//! A file is the project's one topology format (`matrix_schema::topology`, the testbed's
+//! `topologies/*.toml` included); the simulator takes `delay_ms` and `capacity_mbps` of
+//! each link (defaults below) and ignores the testbed's fields (`workloads`, `mtu`, `tap`,
+//! `[[route]]`, `[routing]`).
 //!
 //! A spec is a file path, `nsfnet` (the built-in copy of `topologies/nsfnet.toml`),
 //! `random:N` or `grid:WxH` (see [`crate::generate`]).
@@ -23,8 +13,8 @@ use std::{
     path::Path,
 };
 
-use matrix_routing::{NodeId, node::NodeIdError};
-use serde::Deserialize;
+use matrix_routing::NodeId;
+use matrix_schema::topology as file;
 
 use crate::generate;
 
@@ -37,25 +27,9 @@ pub const NSFNET_TOML: &str = include_str!("../../topologies/nsfnet.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("cannot read topology {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("topology {origin}: {source}")]
-    Toml {
-        origin: String,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("topology {origin}: node `{name}`: {source}")]
-    NodeId {
-        origin: String,
-        name: String,
-        #[source]
-        source: NodeIdError,
-    },
+    /// The file does not parse or validate.
+    #[error(transparent)]
+    File(#[from] file::TopologyError),
     #[error("topology {origin}: {what} `{value}`: {reason}")]
     Invalid {
         origin: String,
@@ -92,28 +66,6 @@ pub struct Topology {
     by_id: HashMap<NodeId, usize>,
 }
 
-#[derive(Deserialize)]
-struct RawTopology {
-    #[serde(default)]
-    node: Vec<RawNode>,
-    #[serde(default)]
-    link: Vec<RawLink>,
-}
-
-#[derive(Deserialize)]
-struct RawNode {
-    name: String,
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct RawLink {
-    a: String,
-    b: String,
-    delay_ms: Option<f64>,
-    capacity_mbps: Option<f64>,
-}
-
 impl Topology {
     /// Resolves a `--topology` value; `seed` drives the generators.
     pub fn from_spec(spec: &str, seed: u64) -> Result<Self, TopologyError> {
@@ -144,66 +96,43 @@ impl Topology {
     }
 
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::from_file(file::Topology::load(path)?, &path.display().to_string())
     }
 
     /// Parses and validates `text`; `origin` (a file name) prefixes every error.
     pub fn parse(text: &str, origin: &str) -> Result<Self, TopologyError> {
-        let raw: RawTopology = toml::from_str(text).map_err(|source| TopologyError::Toml {
-            origin: origin.to_string(),
-            source,
-        })?;
-        let invalid = |what, value: &str, reason: &str| TopologyError::Invalid {
+        Self::from_file(file::Topology::parse(text, origin)?, origin)
+    }
+
+    /// The simulator's view of a topology file: its delays and capacities, defaulted.
+    fn from_file(t: file::Topology, origin: &str) -> Result<Self, TopologyError> {
+        let nodes = t
+            .nodes
+            .into_iter()
+            .map(|n| NodeSpec {
+                name: n.name,
+                id: n.id,
+            })
+            .collect();
+        let links = t
+            .links
+            .iter()
+            .map(|l| LinkSpec {
+                a: l.a,
+                b: l.b,
+                delay_ns: (l.delay_ms.unwrap_or(DEFAULT_DELAY_MS) * 1e6).round() as u64,
+                capacity_bps: (l.capacity_mbps.unwrap_or(DEFAULT_CAPACITY_MBPS) * 1e6)
+                    .round()
+                    .max(1.0) as u64,
+            })
+            .collect();
+        // The file is validated already; what is left is the simulator's own minimum.
+        Self::index(nodes, links).map_err(|(what, value, reason)| TopologyError::Invalid {
             origin: origin.to_string(),
             what,
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        let mut nodes = Vec::with_capacity(raw.node.len());
-        for n in &raw.node {
-            let id = n.id.parse().map_err(|source| TopologyError::NodeId {
-                origin: origin.to_string(),
-                name: n.name.clone(),
-                source,
-            })?;
-            nodes.push(NodeSpec {
-                name: n.name.clone(),
-                id,
-            });
-        }
-        let mut topo = Self::index(nodes, Vec::new())
-            .map_err(|(what, value, reason)| invalid(what, &value, &reason))?;
-        for l in &raw.link {
-            let end = |key: &str| {
-                topo.find(key)
-                    .ok_or_else(|| invalid("link endpoint", key, "no node has this name or id"))
-            };
-            let (a, b) = (end(&l.a)?, end(&l.b)?);
-            let pair = format!("{}-{}", l.a, l.b);
-            let delay_ms = l.delay_ms.unwrap_or(DEFAULT_DELAY_MS);
-            if !(delay_ms >= 0.0 && delay_ms.is_finite()) {
-                let reason = format!("link {pair}: must be a finite number >= 0");
-                return Err(invalid("delay_ms", &delay_ms.to_string(), &reason));
-            }
-            let mbps = l.capacity_mbps.unwrap_or(DEFAULT_CAPACITY_MBPS);
-            if !(mbps > 0.0 && mbps.is_finite()) {
-                let reason = format!("link {pair}: must be a finite number > 0");
-                return Err(invalid("capacity_mbps", &mbps.to_string(), &reason));
-            }
-            topo.links.push(LinkSpec {
-                a,
-                b,
-                delay_ns: (delay_ms * 1e6).round() as u64,
-                capacity_bps: (mbps * 1e6).round().max(1.0) as u64,
-            });
-        }
-        topo.validate_links()
-            .map_err(|(what, value, reason)| invalid(what, &value, &reason))?;
-        Ok(topo)
+            value,
+            reason,
+        })
     }
 
     /// Builds a topology from parts (the generators); checks what `parse` checks.
@@ -375,23 +304,31 @@ mod tests {
     #[test]
     fn errors_name_the_bad_value() {
         let e = err("[[node]]\nname = \"a\"\nid = \"zz\"\n");
-        assert!(e.contains("`zz`") && e.contains("node `a`"), "{e}");
+        assert!(e.contains("node[0].id = \"zz\""), "{e}");
         let e = err(&format!("{TWO}[[link]]\na = \"a\"\nb = \"c\"\n"));
-        assert!(e.contains("link endpoint `c`"), "{e}");
+        assert!(e.contains("link[0].b = \"c\": no such node"), "{e}");
         let e = err(&format!(
             "{TWO}[[link]]\na = \"a\"\nb = \"b\"\ndelay_ms = -3.0\n"
         ));
-        assert!(e.contains("delay_ms `-3`") && e.contains("a-b"), "{e}");
+        assert!(
+            e.contains("link[0].delay_ms = -3") && e.contains("a-b"),
+            "{e}"
+        );
         let e = err(&format!(
             "{TWO}[[link]]\na = \"a\"\nb = \"b\"\ncapacity_mbps = 0.0\n"
         ));
-        assert!(e.contains("capacity_mbps `0`"), "{e}");
+        assert!(e.contains("link[0].capacity_mbps = 0"), "{e}");
         let e = err(TWO);
-        assert!(e.contains("node `b`: not reachable from `a`"), "{e}");
+        assert!(e.contains("node `b` is not connected to node `a`"), "{e}");
         let e = err(&format!("{TWO}[[node]]\nname = \"a\"\nid = \"0.3\"\n"));
-        assert!(e.contains("node name `a`: used twice"), "{e}");
+        assert!(e.contains("node[2].name = \"a\": used by two nodes"), "{e}");
         let e = err(&format!("{TWO}[[link]]\na = \"a\"\nb = \"a\"\n"));
-        assert!(e.contains("link `a-a`"), "{e}");
+        assert!(e.contains("link[0]: links node `a` to itself"), "{e}");
+        let e = err("[[node]]\nname = \"a\"\nid = \"0.1\"\n");
+        assert!(
+            e.contains("node count `1`: a simulation needs at least 2 nodes"),
+            "{e}"
+        );
         let e = err("[[node]]\nname = 3\n");
         assert!(e.starts_with("topology t.toml:"), "{e}");
         for (spec, bad) in [

@@ -4,7 +4,7 @@
 
 pub mod agent;
 pub mod cli;
-pub mod config;
+pub use matrix_schema::config;
 pub mod dataplane;
 pub mod fixtures;
 pub mod net;

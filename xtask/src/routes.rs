@@ -1,7 +1,9 @@
 //! Static routes for a testbed's agent configs: hop-count shortest paths with every
 //! tied neighbour as an equal-cost next hop, unless the topology overrides the pair.
 
-use crate::topology::{MAX_ECMP, Topology};
+use matrix_common::MAX_NEXT_HOPS;
+
+use crate::topology::Topology;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -44,7 +46,7 @@ fn route(topo: &Topology, to_dst: &[Option<u32>], node: usize, dst: usize) -> Op
         .into_iter()
         .map(|adj| adj.peer)
         .filter(|&peer| to_dst[peer].is_some_and(|h| h + 1 == here))
-        .take(MAX_ECMP)
+        .take(MAX_NEXT_HOPS)
         .collect();
     Some(Route {
         dst,

@@ -1,9 +1,12 @@
 //! The shipped topology files parse and have the shape their comments promise.
 
-use xtask::{cargo, routes, topology::Topology};
+use xtask::{
+    cargo, routes,
+    topology::{self, Topology},
+};
 
 fn load(name: &str) -> Topology {
-    Topology::load(&cargo::workspace_root().join("topologies").join(name)).unwrap()
+    topology::load(&cargo::workspace_root().join("topologies").join(name)).unwrap()
 }
 
 /// Via names of `node`'s route to `dst`.

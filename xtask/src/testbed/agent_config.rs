@@ -1,55 +1,11 @@
 //! The agent configuration file (`matrix agent --config`) of each testbed node.
 
-use serde::Serialize;
+use matrix_schema::config::{
+    ConfigFile, NeighborFile, RemotePrefixFile, RouteFile, UnderlayFile, WorkloadFile,
+};
 
 use super::state::State;
 use crate::{routes::Route, topology::Topology};
-
-#[derive(Serialize)]
-struct AgentConfig<'a> {
-    node: String,
-    name: &'a str,
-    underlay: Vec<Underlay<'a>>,
-    workload: Vec<Workload<'a>>,
-    neighbor: Vec<Neighbor<'a>>,
-    route: Vec<RouteEntry>,
-    remote_prefix: Vec<RemotePrefix<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    routing: Option<toml::Table>,
-}
-
-#[derive(Serialize)]
-struct Underlay<'a> {
-    iface: &'a str,
-    address: String,
-}
-
-#[derive(Serialize)]
-struct Workload<'a> {
-    iface: &'a str,
-    prefixes: [&'a str; 2],
-}
-
-#[derive(Serialize)]
-struct Neighbor<'a> {
-    node: String,
-    address: String,
-    iface: &'a str,
-}
-
-#[derive(Serialize)]
-struct RouteEntry {
-    dst: String,
-    via: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    weights: Option<Vec<u32>>,
-}
-
-#[derive(Serialize)]
-struct RemotePrefix<'a> {
-    prefix: &'a str,
-    node: String,
-}
 
 /// The TOML config of node `node` (index), with `routes` from [`crate::routes::compute`].
 #[cfg(test)]
@@ -79,10 +35,10 @@ pub fn render_with(
             } else {
                 (link.a_addr, &link.b_iface)
             };
-            Neighbor {
+            NeighborFile {
                 node: id(adj.peer),
                 address: address.to_string(),
-                iface,
+                iface: iface.clone(),
             }
         })
         .collect();
@@ -93,37 +49,37 @@ pub fn render_with(
         .filter(|(i, _)| *i != node)
         .flat_map(|(i, n)| {
             n.workloads.iter().flat_map(move |w| {
-                [&w.prefix, &w.prefix6].map(|p| RemotePrefix {
-                    prefix: p,
+                [&w.prefix, &w.prefix6].map(|p| RemotePrefixFile {
+                    prefix: p.clone(),
                     node: id(i),
                 })
             })
         })
         .collect();
-    let config = AgentConfig {
+    let config = ConfigFile {
         node: id(node),
-        name: &me.pin,
+        name: Some(me.pin.clone()),
         underlay: me
             .underlay
             .iter()
-            .map(|u| Underlay {
-                iface: &u.iface,
+            .map(|u| UnderlayFile {
+                iface: u.iface.clone(),
                 address: u.address.to_string(),
             })
             .collect(),
         workload: me
             .workloads
             .iter()
-            .map(|w| Workload {
-                iface: &w.iface,
-                prefixes: [&w.prefix, &w.prefix6],
+            .map(|w| WorkloadFile {
+                iface: w.iface.clone(),
+                prefixes: vec![w.prefix.clone(), w.prefix6.clone()],
             })
             .collect(),
         neighbor,
         route: routes
             .iter()
             .filter(|_| !dynamic)
-            .map(|r| RouteEntry {
+            .map(|r| RouteFile {
                 dst: format!("{}/32", id(r.dst)),
                 via: r.via.iter().map(|&v| id(v)).collect(),
                 weights: r.weights.clone(),
@@ -131,8 +87,9 @@ pub fn render_with(
             .collect(),
         remote_prefix: if dynamic { Vec::new() } else { remote_prefix },
         routing: routing.cloned(),
+        ..ConfigFile::default()
     };
-    let body = toml::to_string(&config).expect("agent config serializes to TOML");
+    let body = config.to_toml().expect("agent config serializes to TOML");
     format!(
         "# Agent config of testbed node `{}`, written by `cargo xtask testbed up` from {}.\n{body}",
         me.name,
@@ -182,7 +139,7 @@ via = ["a"]
 "#;
 
     fn configs() -> Vec<String> {
-        let topo = Topology::parse(DIAMOND, "diamond.toml").unwrap();
+        let topo = crate::topology::parse(DIAMOND, "diamond.toml").unwrap();
         let state = State::plan(&topo, "mx-t", Path::new("diamond.toml"), Path::new("/s"));
         let routes = routes::compute(&topo);
         (0..4)
@@ -274,6 +231,8 @@ node = "0.4"
     #[test]
     fn config_is_valid_toml_with_the_agent_fields_only() {
         for text in configs() {
+            // What the testbed writes is what the agent reads: one schema.
+            matrix_schema::config::Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             let v: toml::Table = toml::from_str(&text).unwrap();
             for key in v.keys() {
                 let known = [

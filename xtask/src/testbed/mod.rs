@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// Where agents pin their maps and programs.
-pub const PIN_ROOT: &str = "/sys/fs/bpf/matrix";
+pub use matrix_schema::PIN_ROOT;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const MAX_PREFIX_LEN: usize = 24;
 
@@ -158,7 +158,7 @@ impl Testbed {
         opts: &UpOptions,
     ) -> Result<Testbed, TestbedError> {
         check_prefix(prefix)?;
-        let topo = Topology::load(topology)?;
+        let topo = crate::topology::load(topology)?;
         if opts.agents && !opts.matrix_bin.is_file() {
             return Err(TestbedError::MissingBinary {
                 path: opts.matrix_bin.clone(),

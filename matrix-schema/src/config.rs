@@ -1,12 +1,16 @@
-//! The agent's TOML configuration, validated into typed form. Every error names the
-//! field and the value that is wrong.
+//! The agent's TOML configuration: [`ConfigFile`] is the file as written (the testbed
+//! writes it, the agent reads it), [`Config`] the validated, typed form. Every error names
+//! the field and the value that is wrong.
 
 use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeId, NodeIdError, NodePrefix};
+use crate::{
+    node::{NodeId, NodeIdError, NodePrefix},
+    params::Params,
+};
 
 /// Default VNI of the overlay.
 pub const DEFAULT_VNI: u32 = 1;
@@ -53,62 +57,82 @@ fn invalid(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The configuration file as written: strings where the validated [`Config`] has types.
+/// Fields serialize in this order, optional ones only when set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    node: String,
-    name: Option<String>,
-    vni: Option<u32>,
-    hop_limit: Option<u32>,
+pub struct ConfigFile {
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop_limit: Option<u32>,
     #[serde(default)]
-    underlay: Vec<RawUnderlay>,
+    pub underlay: Vec<UnderlayFile>,
     #[serde(default)]
-    workload: Vec<RawWorkload>,
+    pub workload: Vec<WorkloadFile>,
     #[serde(default)]
-    neighbor: Vec<RawNeighbor>,
+    pub neighbor: Vec<NeighborFile>,
     #[serde(default)]
-    route: Vec<RawRoute>,
+    pub route: Vec<RouteFile>,
     #[serde(default)]
-    remote_prefix: Vec<RawRemotePrefix>,
-    routing: Option<toml::Table>,
+    pub remote_prefix: Vec<RemotePrefixFile>,
+    /// Adaptive routing: `key_file` and any parameter of [`Params`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<toml::Table>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[underlay]]`: an interface towards other nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawUnderlay {
-    iface: String,
-    address: String,
+pub struct UnderlayFile {
+    pub iface: String,
+    pub address: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[workload]]`: an interface towards local workloads and the prefixes behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawWorkload {
-    iface: String,
+pub struct WorkloadFile {
+    pub iface: String,
     #[serde(default)]
-    prefixes: Vec<String>,
+    pub prefixes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[neighbor]]`: a node reachable directly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawNeighbor {
-    node: String,
-    address: String,
-    iface: String,
+pub struct NeighborFile {
+    pub node: String,
+    pub address: String,
+    pub iface: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[route]]`: a static route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRoute {
-    dst: String,
-    via: Vec<String>,
-    weights: Option<Vec<u32>>,
+pub struct RouteFile {
+    pub dst: String,
+    pub via: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[remote_prefix]]`: an overlay prefix owned by another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRemotePrefix {
-    prefix: String,
-    node: String,
+pub struct RemotePrefixFile {
+    pub prefix: String,
+    pub node: String,
+}
+
+impl ConfigFile {
+    /// The file's text, as the agent reads it back.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
 }
 
 /// A validated agent configuration.
@@ -133,7 +157,7 @@ pub struct Config {
 pub struct RoutingConfig {
     /// File holding the cluster key that authenticates control messages.
     pub key_file: std::path::PathBuf,
-    pub params: matrix_routing::Params,
+    pub params: Params,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +228,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
+        let raw: ConfigFile = toml::from_str(text).map_err(|source| ConfigError::Toml {
             path: "<config>".into(),
             source,
         })?;
@@ -408,7 +432,7 @@ impl Config {
 }
 
 fn parse_routing(table: toml::Table) -> Result<RoutingConfig, ConfigError> {
-    let mut params = matrix_routing::Params::default();
+    let mut params = Params::default();
     let mut key_file = None;
     for (name, value) in table {
         let text = match &value {
@@ -500,7 +524,7 @@ node = "0.4"
         .unwrap()
         .routing
         .unwrap();
-        assert_eq!(r.params.strategy, matrix_routing::StrategyKind::Antnet);
+        assert_eq!(r.params.strategy, crate::params::StrategyKind::Antnet);
         assert_eq!(
             r.params.hello_interval,
             std::time::Duration::from_millis(50)

@@ -12,7 +12,8 @@ use crate::{
     node::NodeId,
     params::StrategyKind,
     qrouting::Via,
-    router::{Action, Router},
+    router::Router,
+    types::Action,
 };
 
 impl Router {

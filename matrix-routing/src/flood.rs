@@ -14,7 +14,8 @@ use std::time::Instant;
 use crate::{
     message::{Advert, Message, ZoneSummary},
     node::NodeId,
-    router::{Action, Router},
+    router::Router,
+    types::Action,
 };
 
 /// Adverts and summaries live this many refresh periods without a refresh.

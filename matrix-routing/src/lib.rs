@@ -18,6 +18,7 @@
 //! | module | concern |
 //! |---|---|
 //! | `router` | the public API, timers, recomputing routes |
+//! | `types` | events in, actions out, neighbour and route reports, counters |
 //! | `events` | one handler per input (hello, advert, summary, ant, Q batch) |
 //! | `neighbor` | liveness, RTT (RFC 6298), hello loss, load, link cost |
 //! | `lsdb`, `flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
@@ -52,9 +53,11 @@ pub mod router;
 mod routes;
 mod timer;
 mod topology;
+mod types;
 
 pub use error::ProcessError;
 pub use message::{Advert, Ant, AntKind, AuthError, Codec, Envelope, Message, ZoneSummary};
 pub use node::{NodeId, NodePrefix};
 pub use params::{ParamError, Params, StrategyKind};
-pub use router::{Action, Counters, Event, NeighborInfo, RouteInfo, Router, RouterConfig};
+pub use router::{Router, RouterConfig};
+pub use types::{Action, Counters, Event, NeighborInfo, RouteInfo};

@@ -19,9 +19,9 @@
 //! |---|---|
 //! | `router` | the public API, timers, recomputing routes |
 //! | `types` | events in, actions out, neighbour and route reports, counters |
-//! | `events` | one handler per input (hello, advert, summary, ant, Q batch) |
+//! | `router::events` | one handler per input (hello, advert, summary, ant, Q batch) |
 //! | `neighbor` | liveness, RTT (RFC 6298), hello loss, load, link cost |
-//! | `lsdb`, `flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
+//! | `lsdb`, `router::flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
 //! | `topology` | shortest paths inside the zone and across the zone backbone (ECMP) |
 //! | `antnet`, `demand` | AntNet tables, traffic models, ants; local demand per destination |
 //! | `qrouting` | Q-routing tables and estimate batches |
@@ -39,8 +39,6 @@ mod antnet;
 mod demand;
 mod dest;
 pub mod error;
-mod events;
-mod flood;
 mod lsdb;
 pub mod message;
 mod neighbor;

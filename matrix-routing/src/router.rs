@@ -16,7 +16,6 @@ use std::{
 
 use ipnet::IpNet;
 
-pub use crate::types::{Action, Counters, Event, NeighborInfo, RouteInfo};
 use crate::{
     antnet::AntNet,
     demand::Demand,
@@ -32,6 +31,13 @@ use crate::{
     timer::{Timer, TimerTable},
     topology::Topology,
 };
+
+pub use crate::types::{Action, Counters, Event, NeighborInfo, RouteInfo};
+
+// The rest of the router's methods, by concern: one handler per input, and what this node
+// originates and floods.
+mod events;
+mod flood;
 
 /// What a router is told at start-up.
 #[derive(Clone, Debug)]

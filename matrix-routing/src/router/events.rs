@@ -12,9 +12,10 @@ use crate::{
     node::NodeId,
     params::StrategyKind,
     qrouting::Via,
-    router::Router,
     types::Action,
 };
+
+use super::Router;
 
 impl Router {
     pub(crate) fn process_message(&mut self, now: Instant, from: NodeId, msg: Message) {

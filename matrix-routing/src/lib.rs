@@ -18,9 +18,10 @@
 //! | module | concern |
 //! |---|---|
 //! | `router` | the public API, timers, recomputing routes |
-//! | `events` | one handler per input (hello, advert, summary, ant, Q batch) |
+//! | `types` | events in, actions out, neighbour and route reports, counters |
+//! | `router::events` | one handler per input (hello, advert, summary, ant, Q batch) |
 //! | `neighbor` | liveness, RTT (RFC 6298), hello loss, load, link cost |
-//! | `lsdb`, `flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
+//! | `lsdb`, `router::flood` | adverts (zone-scoped) and zone summaries (fleet-wide): seq, aging, flooding |
 //! | `topology` | shortest paths inside the zone and across the zone backbone (ECMP) |
 //! | `antnet`, `demand` | AntNet tables, traffic models, ants; local demand per destination |
 //! | `qrouting` | Q-routing tables and estimate batches |
@@ -38,8 +39,6 @@ mod antnet;
 mod demand;
 mod dest;
 pub mod error;
-mod events;
-mod flood;
 mod lsdb;
 pub mod message;
 mod neighbor;
@@ -52,9 +51,11 @@ pub mod router;
 mod routes;
 mod timer;
 mod topology;
+mod types;
 
 pub use error::ProcessError;
 pub use message::{Advert, Ant, AntKind, AuthError, Codec, Envelope, Message, ZoneSummary};
 pub use node::{NodeId, NodePrefix};
 pub use params::{ParamError, Params, StrategyKind};
-pub use router::{Action, Counters, Event, NeighborInfo, RouteInfo, Router, RouterConfig};
+pub use router::{Router, RouterConfig};
+pub use types::{Action, Counters, Event, NeighborInfo, RouteInfo};

@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    error::ProcessError, message::Message, node::NodeId, params::Params, router::NeighborInfo,
+    error::ProcessError, message::Message, node::NodeId, params::Params, types::NeighborInfo,
 };
 
 /// Hellos over which loss is measured.

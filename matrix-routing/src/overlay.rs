@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ipnet::IpNet;
 
-use crate::{node::NodeId, router::Action};
+use crate::{node::NodeId, types::Action};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OverlayTable {

@@ -6,7 +6,8 @@
 //! `Router::new`, `handle`, `handle_timeout`, `poll_timeout`, `poll_action`,
 //! `set_param`, `params`, `neighbors`, `routes`, and the `Event`/`Action` enums.
 //! Additions to the contract (nothing renamed or removed): `Router::ignored_messages`,
-//! `counters`, `overlay_prefixes`, `pheromones`; `Counters`.
+//! `counters`, `overlay_prefixes`, `pheromones`; `Counters`. The enums and the reports
+//! live in `types`, re-exported here so `router::Action` and the like still name them.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -20,7 +21,6 @@ use crate::{
     demand::Demand,
     dest,
     lsdb::Lsdb,
-    message::Message,
     neighbor::NeighborTable,
     node::{NodeId, NodePrefix},
     overlay::OverlayTable,
@@ -31,6 +31,13 @@ use crate::{
     timer::{Timer, TimerTable},
     topology::Topology,
 };
+
+pub use crate::types::{Action, Counters, Event, NeighborInfo, RouteInfo};
+
+// The rest of the router's methods, by concern: one handler per input, and what this node
+// originates and floods.
+mod events;
+mod flood;
 
 /// What a router is told at start-up.
 #[derive(Clone, Debug)]
@@ -44,82 +51,6 @@ pub struct RouterConfig {
     /// Seed of the router's random choices (ant destinations, exploration): runs are
     /// reproducible.
     pub seed: u64,
-}
-
-/// An input to the router.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A control message from a neighbour, already authenticated and decoded.
-    Received { from: NodeId, msg: Message },
-    /// Cumulative bytes and packets this node has sent to `neighbor` in the data plane
-    /// (the link's load, from the per-neighbour counters).
-    LinkLoad {
-        neighbor: NodeId,
-        tx_bytes: u64,
-        tx_packets: u64,
-    },
-    /// Cumulative data packets that entered the overlay here bound for `dst` (local
-    /// traffic, which AntNet draws ant destinations from).
-    Demand { dst: NodeId, packets: u64 },
-    /// The underlay link to `neighbor` went down or up (carrier), known before hellos tell.
-    LinkState { neighbor: NodeId, up: bool },
-    /// The underlay link to `neighbor` runs at `mbps` (the interface's speed), or its speed
-    /// is unknown: its load is priced against this instead of `link_capacity_mbps`.
-    LinkCapacity { neighbor: NodeId, mbps: Option<f64> },
-}
-
-/// An output of the router.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Send `msg` to neighbour `to` over the control channel.
-    Send { to: NodeId, msg: Message },
-    /// Install or replace the weighted next-hop set of `dst` (at most 4 members, weights
-    /// are small integers). Emitted before any `Withdraw` that it replaces (make before
-    /// break). `aggregate` marks entries that stand for a coarser prefix than the
-    /// destinations behind them (zone routes, budget aggregation).
-    Install {
-        dst: NodePrefix,
-        next_hops: Vec<(NodeId, u32)>,
-        aggregate: bool,
-    },
-    /// Remove the route of `dst`.
-    Withdraw { dst: NodePrefix },
-    /// Overlay prefix `prefix` is owned by `owner` (learnt from adverts).
-    Overlay { prefix: IpNet, owner: NodeId },
-    /// Overlay prefix `prefix` no longer has an owner.
-    OverlayWithdraw { prefix: IpNet },
-    /// A neighbour came alive or was declared dead.
-    Neighbor { neighbor: NodeId, alive: bool },
-}
-
-/// A neighbour as the router sees it (`matrix neighbors`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NeighborInfo {
-    pub node: NodeId,
-    pub alive: bool,
-    /// Smoothed RTT and its variance (RFC 6298 style), microseconds.
-    pub srtt_us: Option<u32>,
-    pub rttvar_us: Option<u32>,
-    /// Fraction of the last hellos that went unanswered, 0..=1.
-    pub loss: f64,
-    /// Recent transmit rate to this neighbour, bytes per second.
-    pub load_bps: f64,
-    /// The link's capacity when the host reported it ([`Event::LinkCapacity`]).
-    pub capacity_mbps: Option<f64>,
-    /// Link cost the strategies use, microseconds.
-    pub cost_us: u32,
-}
-
-/// A destination's routing state (`matrix routes --detail`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RouteInfo {
-    pub dst: NodePrefix,
-    /// What is installed in the data plane.
-    pub next_hops: Vec<(NodeId, u32)>,
-    pub aggregate: bool,
-    /// Strategy detail per neighbour: pheromone (AntNet), Q-value in microseconds
-    /// (Q-routing), path cost (shortest).
-    pub detail: Vec<(NodeId, f64)>,
 }
 
 /// Routes are recomputed this long after a change, so a burst of adverts or ants costs
@@ -136,24 +67,6 @@ const SPF_QUIET: Duration = Duration::from_secs(1);
 /// Adverts go out up to this fraction of an interval early, at random (seeded), so a
 /// fleet that booted together does not flood in lockstep.
 const ADVERT_JITTER: f64 = 0.1;
-
-/// What the router has counted (`matrix status`, the simulator).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Messages from nodes that are not configured neighbours, dropped.
-    pub from_strangers: u64,
-    /// Messages dropped for any other reason (a `ProcessError`, logged at debug level).
-    pub rejected: u64,
-    /// Control messages sent.
-    pub sent: u64,
-    pub adverts_originated: u64,
-    pub summaries_originated: u64,
-    pub ants_launched: u64,
-    /// Backward ants that made it home.
-    pub ants_returned: u64,
-    /// Ants destroyed on the way (loops, no route, too long, dead next hop).
-    pub ants_dropped: u64,
-}
 
 /// The routing core of one node.
 pub struct Router {
@@ -603,7 +516,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Advert;
+    use crate::message::{Advert, Message};
 
     /// Node 1.1 with neighbour 1.2, hearing adverts of 1.3 whose link cost changes.
     fn changing_adverts() -> (Router, Instant, impl FnMut(&mut Router, Instant)) {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::{
     aggregate,
     node::{NodeId, NodePrefix},
-    router::{Action, RouteInfo},
     topology::MAX_NEXT_HOPS,
+    types::{Action, RouteInfo},
 };
 
 /// The heaviest member of a set is quantised to this, the others in proportion.

@@ -14,8 +14,10 @@ use std::time::Instant;
 use crate::{
     message::{Advert, Message, ZoneSummary},
     node::NodeId,
-    router::{Action, Router},
+    types::Action,
 };
+
+use super::Router;
 
 /// Adverts and summaries live this many refresh periods without a refresh.
 const LIFETIME_INTERVALS: u32 = 4;

@@ -12,8 +12,10 @@ use crate::{
     node::NodeId,
     params::StrategyKind,
     qrouting::Via,
-    router::{Action, Router},
+    types::Action,
 };
+
+use super::Router;
 
 impl Router {
     pub(crate) fn process_message(&mut self, now: Instant, from: NodeId, msg: Message) {

@@ -28,6 +28,7 @@
 //! | `routes`, `aggregate` | quantise, hysteresis, make-before-break diff; the route budget |
 //! | `overlay` | overlay prefix owners |
 //! | `dest`, `timer`, `rng`, `error` | destination keys, the timer table, the seeded PRNG, errors |
+//! | `node`, `params` | NodeIds and the tunable parameters (from `matrix-schema`) |
 //!
 //! Tiers: a node routes to every host of its zone (`/32`) and to every other zone as a
 //! whole (`zone.0/16`) through border nodes. Host adverts stay in their zone; border nodes
@@ -42,9 +43,7 @@ pub mod error;
 mod lsdb;
 pub mod message;
 mod neighbor;
-pub use matrix_schema::node;
 mod overlay;
-pub use matrix_schema::params;
 mod qrouting;
 mod rng;
 pub mod router;
@@ -52,6 +51,10 @@ mod routes;
 mod timer;
 mod topology;
 mod types;
+
+// NodeIds and the tunable parameters are text forms too (config, CLI, topology files):
+// they live in matrix-schema, with every other parser, and are re-exported here.
+pub use matrix_schema::{node, params};
 
 pub use error::ProcessError;
 pub use message::{Advert, Ant, AntKind, AuthError, Codec, Envelope, Message, ZoneSummary};

@@ -27,6 +27,7 @@
 //! | `qrouting` | Q-routing tables and estimate batches |
 //! | `routes`, `aggregate` | quantise, hysteresis, make-before-break diff; the route budget |
 //! | `overlay` | overlay prefix owners |
+//! | `message`, `replay` | control messages, their MAC; per-sender epochs and replay windows |
 //! | `dest`, `timer`, `rng`, `error` | destination keys, the timer table, the seeded PRNG, errors |
 //! | `node`, `params` | NodeIds and the tunable parameters (from `matrix-schema`) |
 //!
@@ -45,6 +46,7 @@ pub mod message;
 mod neighbor;
 mod overlay;
 mod qrouting;
+pub mod replay;
 mod rng;
 pub mod router;
 mod routes;

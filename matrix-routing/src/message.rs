@@ -2,7 +2,9 @@
 //! with postcard, authenticated with a BLAKE3 keyed MAC from the cluster key.
 //!
 //! Datagram: `version u8 | postcard(Envelope) | MAC 16 bytes (BLAKE3 keyed, truncated)`.
-//! The MAC covers the version byte and the body.
+//! The MAC covers the version byte and the body, so the sender's epoch and sequence
+//! number in the envelope are authenticated too: [`crate::replay`] turns them into
+//! freshness.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -10,16 +12,21 @@ use serde::{Deserialize, Serialize};
 use crate::node::NodeId;
 
 /// Protocol version; a datagram with another version is rejected before decoding.
-pub const VERSION: u8 = 1;
+/// Version 2 added the epoch and sequence number to the envelope.
+pub const VERSION: u8 = 2;
 /// Bytes of the truncated BLAKE3 MAC.
 pub const MAC_LEN: usize = 16;
 /// Largest datagram an agent sends or accepts.
 pub const MAX_DATAGRAM: usize = 8192;
 
-/// Sender identity and payload.
+/// Sender identity, freshness and payload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
+    /// Fixed for the life of the sending agent, larger after it restarts.
+    pub epoch: u64,
+    /// One more per datagram the sender sends in this epoch, from 1.
+    pub seq: u64,
     pub msg: Message,
 }
 
@@ -201,6 +208,8 @@ mod tests {
     fn env() -> Envelope {
         Envelope {
             from: NodeId::new(0, 1),
+            epoch: 1_700_000_000_000_000,
+            seq: 3,
             msg: Message::Hello {
                 seq: 7,
                 sent_us: 123_456,

@@ -50,6 +50,9 @@ const STUCK_TIMER_NS: u64 = 1_000;
 /// Bytes a control message adds to its postcard body on the wire: Ethernet 14, IPv4 20,
 /// UDP 8, version 1, MAC.
 const CONTROL_OVERHEAD: u32 = 14 + 20 + 8 + 1 + MAC_LEN as u32;
+/// The epoch in simulated envelopes: an agent's start time in microseconds since 1970,
+/// as large on the wire as a real one.
+const SIM_EPOCH: u64 = 1_800_000_000_000_000;
 
 /// What the engine needs of a routing core: the `Router` API the agent uses. A trait so
 /// the engine's own tests can drive it with a scripted core.
@@ -190,6 +193,8 @@ struct Node<R> {
     /// Packets originated per destination node (the data plane's DEMAND map); ordered,
     /// so the router hears them in the same order every run.
     demand: BTreeMap<u32, u64>,
+    /// Control datagrams sent: the envelope's sequence number, which the wire size counts.
+    control_seq: u64,
 }
 
 impl<R> Node<R> {
@@ -256,6 +261,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
                 fib: Fib::default(),
                 ports: Vec::new(),
                 demand: BTreeMap::new(),
+                control_seq: 0,
             })
             .collect();
         let mut chans = Vec::with_capacity(2 * topo.links.len());
@@ -517,7 +523,11 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             return;
         };
         // The agent would fail to encode a datagram past MAX_DATAGRAM and send nothing.
-        let Ok(body) = postcard::to_slice(&(from, &msg), &mut self.encode_buf) else {
+        // The envelope as the agent sends it (postcard encodes a tuple as the struct).
+        self.nodes[n].control_seq += 1;
+        let seq = self.nodes[n].control_seq;
+        let Ok(body) = postcard::to_slice(&(from, SIM_EPOCH, seq, &msg), &mut self.encode_buf)
+        else {
             self.metrics.control_drops.too_big += 1;
             return;
         };

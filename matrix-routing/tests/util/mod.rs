@@ -280,7 +280,12 @@ impl Net {
             .clone();
         let bytes = self
             .codec
-            .encode(&Envelope { from, msg })
+            .encode(&Envelope {
+                from,
+                epoch: 1,
+                seq: self.next_msg,
+                msg,
+            })
             .expect("fits a datagram");
         let Envelope { msg, .. } = self.codec.decode(&bytes).expect("decodes");
         if !link.up || self.unit() < link.loss {

@@ -10,6 +10,7 @@ use matrix_common::CONTROL_PORT;
 use matrix_routing::{
     AuthError, Codec, Message, NodeId,
     message::{Envelope, MAX_DATAGRAM},
+    replay::{Fresh, Replay, ReplayGuard, SendSequence},
 };
 use serde::Serialize;
 use tokio::net::UdpSocket;
@@ -27,6 +28,14 @@ pub struct ControlStats {
     pub rx_bad_version: u64,
     pub rx_bad_mac: u64,
     pub rx_malformed: u64,
+    /// Authentic, but a sequence number already accepted (a replay or a duplicate).
+    pub rx_replayed: u64,
+    /// Authentic, but too far behind the sender's newest sequence number to tell.
+    pub rx_too_old: u64,
+    /// Authentic, but from an epoch the sender has left (captured before it restarted).
+    pub rx_stale_epoch: u64,
+    /// Neighbours heard with a new epoch: they restarted.
+    pub peer_restarts: u64,
 }
 
 pub struct Channel {
@@ -35,6 +44,8 @@ pub struct Channel {
     me: NodeId,
     by_addr: HashMap<Ipv4Addr, NodeId>,
     by_node: HashMap<NodeId, Ipv4Addr>,
+    sequence: SendSequence,
+    replay: ReplayGuard,
     pub stats: ControlStats,
     buf: Vec<u8>,
 }
@@ -53,6 +64,8 @@ impl Channel {
             me,
             by_addr: neighbors.iter().map(|(n, a)| (*a, *n)).collect(),
             by_node: neighbors.iter().copied().collect(),
+            sequence: SendSequence::new(start_epoch()),
+            replay: ReplayGuard::new(),
             stats: ControlStats::default(),
             buf: vec![0; MAX_DATAGRAM + 1],
         })
@@ -63,7 +76,12 @@ impl Channel {
             self.stats.tx_errors += 1;
             return;
         };
-        let env = Envelope { from: self.me, msg };
+        let env = Envelope {
+            from: self.me,
+            epoch: self.sequence.epoch(),
+            seq: self.sequence.next(),
+            msg,
+        };
         let sent = match self.codec.encode(&env) {
             Ok(bytes) => self
                 .socket
@@ -104,10 +122,29 @@ impl Channel {
             return None;
         };
         match self.codec.decode(&self.buf[..len]) {
-            Ok(env) if env.from == node => {
-                self.stats.rx_ok += 1;
-                Some((node, env.msg))
-            }
+            // Only an authentic datagram from the neighbour at that address may move
+            // its replay window.
+            Ok(env) if env.from == node => match self.replay.check(node, env.epoch, env.seq) {
+                Ok(fresh) => {
+                    if let Fresh::Restarted { .. } = fresh {
+                        self.stats.peer_restarts += 1;
+                    }
+                    self.stats.rx_ok += 1;
+                    Some((node, env.msg))
+                }
+                Err(Replay::Duplicate { .. }) => {
+                    self.stats.rx_replayed += 1;
+                    None
+                }
+                Err(Replay::TooOld { .. }) => {
+                    self.stats.rx_too_old += 1;
+                    None
+                }
+                Err(Replay::StaleEpoch { .. }) => {
+                    self.stats.rx_stale_epoch += 1;
+                    None
+                }
+            },
             Ok(_) => {
                 self.stats.rx_wrong_sender += 1;
                 None
@@ -126,4 +163,12 @@ impl Channel {
             }
         }
     }
+}
+
+/// This agent's epoch: its start time in microseconds since 1970, larger after every
+/// restart while the clock does not step back.
+fn start_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
 }

@@ -35,8 +35,15 @@ pub const DROP_TOO_BIG: u32 = 14;
 pub const DROP_NEIGHBOR_DOWN: u32 = 15;
 /// A helper (`bpf_xdp_adjust_head`, redirect) failed.
 pub const DROP_INTERNAL: u32 = 16;
+/// The outer IPv4 header checksum is wrong: the Linux stack would not forward it either.
+pub const DROP_BAD_CHECKSUM: u32 = 17;
+/// Geneve flags matrix never sets: the O (OAM) bit or reserved bits, or no C bit although
+/// the Matrix option is critical.
+pub const DROP_BAD_FLAGS: u32 = 18;
+/// Overlay traffic inside an 802.1Q/802.1ad tag: matrix neighbours never send it tagged.
+pub const DROP_VLAN: u32 = 19;
 
-pub const COUNTER_SLOTS: u32 = 17;
+pub const COUNTER_SLOTS: u32 = 20;
 
 pub const VERDICT_NAMES: [(u32, &str); 5] = [
     (VERDICT_ABORTED, "aborted"),
@@ -53,7 +60,7 @@ pub const PATH_NAMES: [(u32, &str); 4] = [
     (PATH_PASSTHROUGH, "passthrough"),
 ];
 
-pub const DROP_NAMES: [(u32, &str); 8] = [
+pub const DROP_NAMES: [(u32, &str); 11] = [
     (DROP_MALFORMED, "malformed"),
     (DROP_UNKNOWN_OPTION, "unknown_option"),
     (DROP_UNKNOWN_NEIGHBOR, "unknown_neighbor"),
@@ -62,4 +69,7 @@ pub const DROP_NAMES: [(u32, &str); 8] = [
     (DROP_TOO_BIG, "too_big"),
     (DROP_NEIGHBOR_DOWN, "neighbor_down"),
     (DROP_INTERNAL, "internal"),
+    (DROP_BAD_CHECKSUM, "bad_checksum"),
+    (DROP_BAD_FLAGS, "bad_flags"),
+    (DROP_VLAN, "vlan"),
 ];

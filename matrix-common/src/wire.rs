@@ -50,6 +50,12 @@ pub const MATRIX_OPT_DATA_WORDS: u8 = 3;
 pub const GENEVE_OPT_WORDS: u8 = (MATRIX_OPT_LEN / 4) as u8;
 /// Geneve flag byte with the C (critical options present) bit set.
 pub const GENEVE_FLAG_CRITICAL: u8 = 0x40;
+/// Geneve's O bit: an OAM (control) packet, never sent by matrix.
+pub const GENEVE_FLAG_OAM: u8 = 0x80;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+/// An 802.1Q/802.1ad tag: TCI and the encapsulated EtherType.
+pub const VLAN_HDR_LEN: usize = 4;
 
 /// Outer IPv4 TTL. The overlay hop limit, not this TTL, bounds a packet's life in the
 /// overlay: each relay writes a fresh outer header for its own link.
@@ -160,6 +166,10 @@ impl UdpHdr {
     pub const fn dst_port(&self) -> u16 {
         u16::from_be_bytes(self.dst_port)
     }
+    #[inline(always)]
+    pub const fn len(&self) -> u16 {
+        u16::from_be_bytes(self.len)
+    }
 }
 
 /// First 4 bytes of a TCP or UDP header: the ports, all the flow hash needs.
@@ -211,6 +221,14 @@ impl GeneveHdr {
     #[inline(always)]
     pub const fn vni(&self) -> u32 {
         u32::from_be_bytes(self.vni_reserved) >> 8
+    }
+    /// Flags and reserved bits exactly as matrix sends them: C set (the Matrix option is
+    /// critical), O and every reserved bit clear. RFC 8926 lets a receiver ignore the
+    /// reserved bits; matrix speaks only to matrix nodes, so a frame with any of them
+    /// set is corrupt or forged, and a relay must not pass it on.
+    #[inline(always)]
+    pub const fn flags_are_matrix(&self) -> bool {
+        self.flags == GENEVE_FLAG_CRITICAL && self.vni_reserved[3] == 0
     }
 }
 
@@ -294,6 +312,20 @@ pub mod csum {
         sum as u16
     }
 
+    /// True when a 20-byte IPv4 header (no options) carries a correct checksum: the
+    /// one's-complement sum of all its words, the checksum included, is all ones.
+    #[inline(always)]
+    pub fn ipv4_header_ok(hdr: &super::Ipv4Hdr) -> bool {
+        let b: &[u8; 20] = unsafe { &*(hdr as *const super::Ipv4Hdr).cast::<[u8; 20]>() };
+        let mut sum = 0u32;
+        let mut i = 0;
+        while i < 20 {
+            sum += u16::from_be_bytes([b[i], b[i + 1]]) as u32;
+            i += 2;
+        }
+        fold(sum) == 0xFFFF
+    }
+
     /// Checksum of a 20-byte IPv4 header (no options) whose checksum field is ignored.
     #[inline(always)]
     pub fn ipv4_header(hdr: &super::Ipv4Hdr) -> u16 {
@@ -329,5 +361,65 @@ pub mod csum {
             u16::from_be_bytes([old[2], old[3]]),
             u16::from_be_bytes([new[2], new[3]]),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Ipv4Hdr {
+        let mut h = Ipv4Hdr {
+            version_ihl: 0x45,
+            tos: 0,
+            total_len: 100u16.to_be_bytes(),
+            id: [0, 0],
+            frag_off: IPV4_DF.to_be_bytes(),
+            ttl: OUTER_TTL,
+            protocol: IPPROTO_UDP,
+            check: [0, 0],
+            src: [10, 200, 0, 1],
+            dst: [10, 200, 0, 2],
+        };
+        h.check = csum::ipv4_header(&h).to_be_bytes();
+        h
+    }
+
+    #[test]
+    fn header_checksum_verifies_and_catches_any_flipped_bit() {
+        let h = header();
+        assert!(csum::ipv4_header_ok(&h));
+        // After an incremental update the header still verifies.
+        let mut moved = h;
+        moved.check =
+            csum::update32(u16::from_be_bytes(h.check), h.dst, [192, 0, 2, 7]).to_be_bytes();
+        moved.dst = [192, 0, 2, 7];
+        assert!(csum::ipv4_header_ok(&moved));
+        let bytes: [u8; 20] = unsafe { core::mem::transmute(h) };
+        for bit in 0..160 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            let bad: Ipv4Hdr = unsafe { core::mem::transmute(b) };
+            assert!(
+                !csum::ipv4_header_ok(&bad),
+                "bit {bit} flipped still verifies"
+            );
+        }
+    }
+
+    #[test]
+    fn geneve_flags_as_matrix_sends_them() {
+        let g = GeneveHdr::new(ETH_P_IPV4, 7);
+        assert!(g.flags_are_matrix());
+        for flags in [
+            0,
+            GENEVE_FLAG_OAM | GENEVE_FLAG_CRITICAL,
+            GENEVE_FLAG_CRITICAL | 1,
+        ] {
+            assert!(!GeneveHdr { flags, ..g }.flags_are_matrix(), "{flags:#x}");
+        }
+        let mut reserved = g;
+        reserved.vni_reserved[3] = 1;
+        assert!(!reserved.flags_are_matrix());
     }
 }

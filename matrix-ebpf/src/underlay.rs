@@ -2,11 +2,12 @@
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use matrix_common::{
-    DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR,
-    DROP_UNKNOWN_OPTION, ENCAP_HEADROOM, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, EthHdr,
-    GENEVE_HDR_LEN, GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN,
-    IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN, MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH,
-    PATH_TRANSIT, UDP_HDR_LEN, UdpHdr, csum,
+    DROP_BAD_CHECKSUM, DROP_BAD_FLAGS, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG,
+    DROP_UNKNOWN_NEIGHBOR, DROP_UNKNOWN_OPTION, DROP_VLAN, ENCAP_HEADROOM, ETH_HDR_LEN,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN, GENEVE_PORT,
+    GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN,
+    MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN, UdpHdr,
+    VLAN_HDR_LEN, csum,
 };
 
 use crate::{
@@ -32,7 +33,11 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return PASS;
     };
-    if unsafe { (*eth).ether_type() } != ETH_P_IPV4 {
+    let ether_type = unsafe { (*eth).ether_type() };
+    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
+        return tagged(ctx);
+    }
+    if ether_type != ETH_P_IPV4 {
         return PASS;
     }
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, IP_OFF) else {
@@ -61,9 +66,18 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(&src_slot) = (unsafe { NEIGH_BY_ADDR.get(ip_hdr.src) }) else {
         return Outcome::Drop(DROP_UNKNOWN_NEIGHBOR);
     };
+    // What the stack would check before forwarding: the header checksum, and lengths
+    // that agree with each other and with the frame. An overlay frame is never short
+    // enough to carry Ethernet padding, so the IP packet ends where the frame does.
+    if !csum::ipv4_header_ok(&ip_hdr) {
+        return Outcome::Drop(DROP_BAD_CHECKSUM);
+    }
     let len = frame_len(ctx);
     let ip_len = ip_hdr.total_len() as usize;
-    if ip_len < INNER_OFF - IP_OFF || IP_OFF + ip_len > len {
+    if ip_len < INNER_OFF - IP_OFF
+        || IP_OFF + ip_len != len
+        || unsafe { (*udp).len() } as usize != ip_len - IPV4_HDR_LEN
+    {
         return Outcome::Drop(DROP_MALFORMED);
     }
     let (Some(geneve), Some(opt)) = (
@@ -73,6 +87,9 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         return Outcome::Drop(DROP_MALFORMED);
     };
     let geneve = unsafe { *geneve };
+    if !geneve.flags_are_matrix() {
+        return Outcome::Drop(DROP_BAD_FLAGS);
+    }
     if geneve.version() != GENEVE_VERSION
         || geneve.opt_len() != MATRIX_OPT_LEN
         || geneve.vni() != cfg.vni
@@ -97,6 +114,32 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         return decapsulate(ctx, proto);
     }
     transit(ctx, ip, opt, ip_len)
+}
+
+/// A VLAN-tagged frame: the host's own tagged traffic passes untouched, but overlay
+/// traffic inside a tag is dropped and counted: matrix neighbours never tag it, and a
+/// relay must not forward what it cannot account for.
+#[inline(always)]
+fn tagged(ctx: &XdpContext) -> Outcome {
+    const IP_OFF_TAGGED: usize = IP_OFF + VLAN_HDR_LEN;
+    let (Some(inner_type), Some(ip), Some(udp)) = (
+        ptr_at::<[u8; 2]>(ctx, ETH_HDR_LEN + 2),
+        ptr_at::<Ipv4Hdr>(ctx, IP_OFF_TAGGED),
+        ptr_at::<UdpHdr>(ctx, IP_OFF_TAGGED + IPV4_HDR_LEN),
+    ) else {
+        return PASS;
+    };
+    let overlay = unsafe {
+        u16::from_be_bytes(*inner_type) == ETH_P_IPV4
+            && (*ip).version_ihl == 0x45
+            && (*ip).protocol == IPPROTO_UDP
+            && (*udp).dst_port() == GENEVE_PORT
+    };
+    if overlay {
+        Outcome::Drop(DROP_VLAN)
+    } else {
+        PASS
+    }
 }
 
 /// Strips the outer headers and hands the inner packet to the stack, which routes it to

@@ -166,8 +166,9 @@ impl UdpHdr {
     pub const fn dst_port(&self) -> u16 {
         u16::from_be_bytes(self.dst_port)
     }
+    /// The UDP length field: header and payload, in bytes.
     #[inline(always)]
-    pub const fn len(&self) -> u16 {
+    pub const fn total_len(&self) -> u16 {
         u16::from_be_bytes(self.len)
     }
 }

@@ -76,7 +76,7 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let ip_len = ip_hdr.total_len() as usize;
     if ip_len < INNER_OFF - IP_OFF
         || IP_OFF + ip_len != len
-        || unsafe { (*udp).len() } as usize != ip_len - IPV4_HDR_LEN
+        || unsafe { (*udp).total_len() } as usize != ip_len - IPV4_HDR_LEN
     {
         return Outcome::Drop(DROP_MALFORMED);
     }

@@ -138,7 +138,7 @@ impl SendSequence {
     }
 
     /// The sequence number for the next datagram.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_seq(&mut self) -> u64 {
         let seq = self.next;
         self.next += 1;
         seq
@@ -230,6 +230,6 @@ mod tests {
     #[test]
     fn the_sender_counts_from_one() {
         let mut s = SendSequence::new(42);
-        assert_eq!((s.epoch(), s.next(), s.next()), (42, 1, 2));
+        assert_eq!((s.epoch(), s.next_seq(), s.next_seq()), (42, 1, 2));
     }
 }

@@ -79,7 +79,7 @@ impl Channel {
         let env = Envelope {
             from: self.me,
             epoch: self.sequence.epoch(),
-            seq: self.sequence.next(),
+            seq: self.sequence.next_seq(),
             msg,
         };
         let sent = match self.codec.encode(&env) {

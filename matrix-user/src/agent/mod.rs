@@ -12,7 +12,7 @@
 //!
 //! `bootstrap` fills the maps and starts the routing core; `driver` is the loop;
 //! `events` feeds the core its inputs, `apply` carries out its actions, `handler`
-//! answers the control socket.
+//! answers the control socket in the types of [`protocol`].
 
 mod apply;
 mod bootstrap;
@@ -23,6 +23,7 @@ mod handler;
 // rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
 #[allow(unsafe_code)]
 mod link;
+pub mod protocol;
 pub mod socket;
 
 use std::{io::Write as _, time::Duration};

@@ -6,8 +6,14 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::{
-    agent::socket::{self, Request},
-    dataplane::{self, DataPlane},
+    agent::{
+        protocol::{
+            ControlError, GetNeighbors, GetParams, GetRoutes, GetStatus, LinkHealth, RouteRow,
+            SetParam,
+        },
+        socket::{self, RequestError},
+    },
+    dataplane::{self, DataPlane, NeighborRow},
     node::NodeId,
 };
 
@@ -65,8 +71,14 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Agent replies print with their keys in name order, as they always have.
+fn print_json_sorted<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    print_json(&serde_json::to_value(v)?)
+}
+
+/// A route as the maps hold it, when no routing core answers.
 #[derive(Serialize)]
-struct RouteRow {
+struct MapRoute {
     dst: String,
     next_hops: Vec<HopRow>,
 }
@@ -86,10 +98,9 @@ fn name_of(dir: &std::path::Path) -> String {
 }
 
 /// Routes as the routing core holds them, with weights and strategy detail.
-fn routes_from_agent(name: &str, detail: bool, json: bool) -> anyhow::Result<()> {
-    let v = socket::request(name, &Request::Routes)?;
+fn print_agent_routes(rows: &[RouteRow], detail: bool, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&v);
+        return print_json_sorted(&rows);
     }
     println!(
         "{:<16} {:<9} NEXT HOPS (node:weight){}",
@@ -97,38 +108,26 @@ fn routes_from_agent(name: &str, detail: bool, json: bool) -> anyhow::Result<()>
         "KIND",
         if detail { "   DETAIL (node:value)" } else { "" }
     );
-    for r in v.as_array().into_iter().flatten() {
-        let hops: Vec<String> = r["next_hops"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| format!("{}:{}", h["node"].as_str().unwrap_or("?"), h["weight"]))
+    for r in rows {
+        let hops: Vec<String> = r
+            .next_hops
+            .iter()
+            .map(|h| format!("{}:{}", h.node, h.weight))
             .collect();
-        let kind = if r["static"] == true {
+        let kind = if r.is_static {
             "static"
-        } else if r["aggregate"] == true {
+        } else if r.aggregate {
             "aggregate"
         } else {
             "learnt"
         };
-        let mut line = format!(
-            "{:<16} {:<9} {}",
-            r["dst"].as_str().unwrap_or("?"),
-            kind,
-            hops.join(" ")
-        );
+        // NodePrefix's Display ignores the width: pad its text.
+        let mut line = format!("{:<16} {:<9} {}", r.dst.to_string(), kind, hops.join(" "));
         if detail {
-            let d: Vec<String> = r["detail"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|h| {
-                    format!(
-                        "{}:{:.4}",
-                        h["node"].as_str().unwrap_or("?"),
-                        h["value"].as_f64().unwrap_or(f64::NAN)
-                    )
-                })
+            let d: Vec<String> = r
+                .detail
+                .iter()
+                .map(|h| format!("{}:{:.4}", h.node, h.value))
                 .collect();
             line = format!("{line:<60} {}", d.join(" "));
         }
@@ -141,21 +140,21 @@ pub fn routes(node: Option<&str>, json: bool, detail: bool) -> anyhow::Result<()
     let dir = select_node(node)?;
     let name = name_of(&dir);
     if socket::agent_running(&name) {
-        match routes_from_agent(&name, detail, json) {
-            Ok(()) => return Ok(()),
+        match socket::request(&name, GetRoutes) {
+            Ok(rows) => return print_agent_routes(&rows, detail, json),
             // A static-mode agent has no routing core: the maps are the truth.
-            Err(e) if e.to_string().contains("not configured") => {}
-            Err(e) => return Err(e),
+            Err(RequestError::Refused(ControlError::NotConfigured)) => {}
+            Err(e) => return Err(e.into()),
         }
     } else if detail {
         eprintln!("no agent answers for {name}: showing the installed routes only");
     }
     let dp = DataPlane::open(&dir)?;
     let neighbors = dp.neighbors()?;
-    let rows: Vec<RouteRow> = dp
+    let rows: Vec<MapRoute> = dp
         .routes()?
         .into_iter()
-        .map(|r| RouteRow {
+        .map(|r| MapRoute {
             dst: r.dst.to_string(),
             next_hops: r.set.hops[..r.set.count as usize]
                 .iter()
@@ -186,40 +185,36 @@ pub fn routes(node: Option<&str>, json: bool, detail: bool) -> anyhow::Result<()
     Ok(())
 }
 
+/// A neighbour's row in `matrix neighbors --json`: the data plane's row, with the
+/// routing core's view of the link when an agent runs one.
+#[derive(Serialize)]
+struct NeighborJson<'a> {
+    #[serde(flatten)]
+    row: &'a NeighborRow,
+    #[serde(flatten)]
+    link: Option<&'a LinkHealth>,
+}
+
 pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     let dir = select_node(node)?;
     let dp = DataPlane::open(&dir)?;
     let rows = dp.neighbor_rows()?;
     // Liveness, RTT, loss and load come from the routing core when an agent runs one.
-    let live = socket::request(&name_of(&dir), &Request::Neighbors).ok();
+    let live = socket::request(&name_of(&dir), GetNeighbors).ok();
     let live_of = |node: &str| {
         live.as_ref()
-            .and_then(|v| v.as_array())
-            .and_then(|a| a.iter().find(|n| n["node"] == node))
-            .cloned()
+            .and_then(|a| a.iter().find(|n| n.node.to_string() == node))
+            .map(|n| &n.link)
     };
     if json {
-        let merged: Vec<serde_json::Value> = rows
+        let merged: Vec<NeighborJson> = rows
             .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                if let (Some(obj), Some(l)) = (v.as_object_mut(), live_of(&r.node)) {
-                    for k in [
-                        "alive",
-                        "srtt_us",
-                        "rttvar_us",
-                        "loss",
-                        "load_bps",
-                        "capacity_mbps",
-                        "cost_us",
-                    ] {
-                        obj.insert(k.into(), l[k].clone());
-                    }
-                }
-                v
+            .map(|row| NeighborJson {
+                row,
+                link: live_of(&row.node),
             })
             .collect();
-        return print_json(&merged);
+        return print_json_sorted(&merged);
     }
     if live.is_some() {
         println!(
@@ -234,23 +229,21 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
             "LINK(Mb/s)",
             "COST(us)"
         );
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         for r in &rows {
             if let Some(l) = live_of(&r.node) {
+                // ALIVE is printed unpadded, as it always has been (the header pads it).
                 println!(
-                    "{:<10} {:<16} {:<6} {:>9} {:>9} {:>6.2} {:>12.0} {:>10} {:>9}",
+                    "{:<10} {:<16} {} {:>9} {:>9} {:>6.2} {:>12.0} {:>10} {:>9}",
                     r.node,
                     r.address,
-                    l["alive"],
-                    l["srtt_us"].as_u64().map_or("-".into(), |v| v.to_string()),
-                    l["rttvar_us"]
-                        .as_u64()
-                        .map_or("-".into(), |v| v.to_string()),
-                    l["loss"].as_f64().unwrap_or(0.0),
-                    l["load_bps"].as_f64().unwrap_or(0.0),
-                    l["capacity_mbps"]
-                        .as_f64()
-                        .map_or("-".into(), |v| v.to_string()),
-                    l["cost_us"].as_u64().map_or("-".into(), |v| v.to_string()),
+                    l.alive,
+                    or_dash(l.srtt_us.map(|v| v.to_string())),
+                    or_dash(l.rttvar_us.map(|v| v.to_string())),
+                    l.loss,
+                    l.load_bps,
+                    or_dash(l.capacity_mbps.map(|v| v.to_string())),
+                    l.cost_us,
                 );
             }
         }
@@ -316,12 +309,12 @@ fn node_name(node: Option<&str>) -> anyhow::Result<String> {
 
 /// `matrix get`: every routing parameter of the running agent.
 pub fn get(node: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let v = socket::request(&node_name(node)?, &Request::Get)?;
+    let params = socket::request(&node_name(node)?, GetParams)?;
     if json {
-        return print_json(&v);
+        return print_json_sorted(&params);
     }
-    for (k, val) in v.as_object().into_iter().flatten() {
-        println!("{k:<20} {}", val.as_str().unwrap_or_default());
+    for (k, val) in &params {
+        println!("{k:<20} {val}");
     }
     Ok(())
 }
@@ -330,7 +323,7 @@ pub fn get(node: Option<&str>, json: bool) -> anyhow::Result<()> {
 pub fn set(node: Option<&str>, name: &str, value: &str) -> anyhow::Result<()> {
     socket::request(
         &node_name(node)?,
-        &Request::Set {
+        SetParam {
             name: name.into(),
             value: value.into(),
         },
@@ -341,25 +334,21 @@ pub fn set(node: Option<&str>, name: &str, value: &str) -> anyhow::Result<()> {
 
 /// `matrix status`: what the agent runs and its control-channel counters.
 pub fn status(node: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let v = socket::request(&node_name(node)?, &Request::Status)?;
+    let s = socket::request(&node_name(node)?, GetStatus)?;
     if json {
-        return print_json(&v);
+        return print_json_sorted(&s);
     }
-    println!(
-        "node      {} ({})",
-        v["node"].as_str().unwrap_or("?"),
-        v["name"].as_str().unwrap_or("?")
-    );
-    println!("routing   {}", v["strategy"].as_str().unwrap_or("static"));
-    for (k, val) in v["control"].as_object().into_iter().flatten() {
+    println!("node      {} ({})", s.node, s.name);
+    println!("routing   {}", s.strategy.map_or("static", |k| k.name()));
+    for (k, val) in s.control.by_name() {
         println!("{k:<15} {val}");
     }
-    println!("{:<15} {}", "map_errors", v["map_errors"]);
-    let cw = &v["carrier_watch"];
-    if !cw.is_null() {
-        match cw["active"].as_bool() {
-            Some(true) => println!("{:<15} on ({} overruns)", "carrier_watch", cw["overruns"]),
-            _ => println!("{:<15} off: hellos alone detect failures", "carrier_watch"),
+    println!("{:<15} {}", "map_errors", s.map_errors);
+    if let Some(cw) = s.carrier_watch {
+        if cw.active {
+            println!("{:<15} on ({} overruns)", "carrier_watch", cw.overruns);
+        } else {
+            println!("{:<15} off: hellos alone detect failures", "carrier_watch");
         }
     }
     Ok(())

@@ -12,11 +12,11 @@ use matrix_routing::{
     message::{Envelope, MAX_DATAGRAM},
     replay::{Fresh, Replay, ReplayGuard, SendSequence},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 
 /// Datagrams received and sent, and why rejected ones were rejected.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlStats {
     pub rx_ok: u64,
     pub tx: u64,
@@ -36,6 +36,33 @@ pub struct ControlStats {
     pub rx_stale_epoch: u64,
     /// Neighbours heard with a new epoch: they restarted.
     pub peer_restarts: u64,
+}
+
+impl ControlStats {
+    /// Every counter with its name, in name order (`matrix status`).
+    pub fn by_name(&self) -> [(&'static str, u64); 8] {
+        // Destructured so that a new counter does not compile until it is listed here.
+        let Self {
+            rx_ok,
+            tx,
+            tx_errors,
+            rx_unknown_source,
+            rx_wrong_sender,
+            rx_bad_version,
+            rx_bad_mac,
+            rx_malformed,
+        } = *self;
+        [
+            ("rx_bad_mac", rx_bad_mac),
+            ("rx_bad_version", rx_bad_version),
+            ("rx_malformed", rx_malformed),
+            ("rx_ok", rx_ok),
+            ("rx_unknown_source", rx_unknown_source),
+            ("rx_wrong_sender", rx_wrong_sender),
+            ("tx", tx),
+            ("tx_errors", tx_errors),
+        ]
+    }
 }
 
 pub struct Channel {

@@ -9,27 +9,35 @@
 //!   carrier (rtnetlink)    ───▶ │
 //!   control socket (CLI)   ◀──▶ ┘
 //! ```
+//!
+//! `bootstrap` fills the maps and starts the routing core; `driver` is the loop;
+//! `events` feeds the core its inputs, `apply` carries out its actions, `handler`
+//! answers the control socket in the types of [`protocol`].
 
-// rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
+mod apply;
+mod bootstrap;
 mod control;
 mod driver;
+mod events;
+mod handler;
+// rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
 #[allow(unsafe_code)]
 mod link;
+pub mod protocol;
 pub mod socket;
 
-use std::{collections::BTreeSet, io::Write as _, time::Duration};
+use std::{io::Write as _, time::Duration};
 
 pub use control::ControlStats;
 
 use anyhow::Context as _;
 use log::{info, warn};
-use matrix_common::{ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet, programs};
+use matrix_common::programs;
 
 use crate::{
     config::Config,
     dataplane::{self, DataPlane, load::Loaded},
     net::{self, Interface},
-    node::NodePrefix,
 };
 
 /// How often unresolved neighbours are probed, and resolved ones re-checked.
@@ -55,8 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut loaded = dataplane::load::load(&dir).context("loading the data plane")?;
     let result = async {
         let mut dp = DataPlane::open(&dir)?;
-        fill(&mut dp, &config, &underlay)?;
-        set_workload_mtus(&config, &underlay, &workload);
+        bootstrap::fill(&mut dp, &config, &underlay)?;
+        bootstrap::set_workload_mtus(&config, &underlay, &workload);
         // Maps first, programs second: the first packet already sees every route.
         for u in &underlay {
             loaded.attach(programs::UNDERLAY, &u.name)?;
@@ -89,113 +97,6 @@ fn teardown(loaded: Loaded) {
         Ok(()) => info!("detached and unpinned {}", dir.display()),
         Err(e) => warn!("teardown of {}: {e:#}", dir.display()),
     }
-}
-
-/// Writes config, egress ports, neighbours, overlay prefixes and routes. Entries left
-/// by an earlier agent that the config no longer has are removed after the new ones are
-/// in (make before break).
-fn fill(dp: &mut DataPlane, config: &Config, underlay: &[Interface]) -> anyhow::Result<()> {
-    dp.set_config(matrix_common::Config {
-        node_id: config.node.0,
-        vni: config.vni,
-        hop_limit: config.hop_limit as u32,
-        flags: 0,
-    })?;
-    for u in underlay {
-        dp.add_egress(u.ifindex)?;
-    }
-    let old_neighbors = dp.neighbors()?;
-    for (slot, n) in config.neighbors.iter().enumerate() {
-        let slot = slot as u32;
-        let (iface, ucfg) = underlay
-            .iter()
-            .zip(&config.underlay)
-            .find(|(i, _)| i.name == n.iface)
-            .expect("config validation ties every neighbour to an underlay interface");
-        // Keep a MAC learnt by a previous agent run: forwarding goes on meanwhile.
-        let prev = old_neighbors.iter().find(|(s, o)| {
-            *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0
-        });
-        let (remote_mac, flags) = match prev {
-            Some((_, o)) => (o.remote_mac, o.flags),
-            None => ([0; 6], NEIGHBOR_F_VALID),
-        };
-        dp.set_neighbor(
-            slot,
-            Neighbor {
-                node_id: n.node.0,
-                ifindex: iface.ifindex,
-                mtu: iface.mtu,
-                flags,
-                local_ipv4: ucfg.address.octets(),
-                remote_ipv4: n.address.octets(),
-                local_mac: iface.mac,
-                remote_mac,
-            },
-        )?;
-    }
-    for (slot, _) in old_neighbors {
-        if slot as usize >= config.neighbors.len() {
-            dp.clear_neighbor(slot)?;
-        }
-    }
-
-    for w in &config.workload {
-        for p in &w.prefixes {
-            dp.add_overlay_prefix(*p, config.node)?;
-        }
-    }
-    for (p, owner) in &config.remote_prefixes {
-        dp.add_overlay_prefix(*p, *owner)?;
-    }
-
-    let mut wanted = BTreeSet::new();
-    for r in &config.routes {
-        let members: Vec<(u32, u32)> = r
-            .via
-            .iter()
-            .map(|(id, w)| {
-                let slot = config
-                    .neighbors
-                    .iter()
-                    .position(|n| n.node == *id)
-                    .expect("config validation ties every `via` to a neighbour");
-                (slot as u32, *w)
-            })
-            .collect();
-        dp.install_route(r.dst, NextHopSet::new(&members))?;
-        wanted.insert(r.dst);
-    }
-    let stale: Vec<NodePrefix> = dp
-        .routes()?
-        .into_iter()
-        .map(|r| r.dst)
-        .filter(|d| !wanted.contains(d))
-        .collect();
-    for d in stale {
-        dp.remove_route(d)?;
-    }
-    Ok(())
-}
-
-/// Workloads must send packets that still fit the underlay once encapsulated.
-fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interface]) {
-    let Some(min) = underlay.iter().map(|u| u.mtu).min() else {
-        return;
-    };
-    let want = min.saturating_sub(ENCAP_MTU_OVERHEAD as u32);
-    for w in workload {
-        if w.mtu > want {
-            match net::set_mtu(&w.name, want) {
-                Ok(()) => info!(
-                    "{}: MTU {} -> {want} (underlay {min} - {ENCAP_MTU_OVERHEAD})",
-                    w.name, w.mtu
-                ),
-                Err(e) => warn!("{e}"),
-            }
-        }
-    }
-    let _ = config;
 }
 
 /// One pass of MAC learning: probe unresolved neighbours, copy MACs the kernel has

@@ -1,0 +1,64 @@
+//! The routing core's actions carried out: messages to neighbours, routes and overlay
+//! prefixes written to the data plane. Configured routes and prefixes are never
+//! overwritten; a refused map write is logged and counted (`matrix status`).
+
+use log::{info, warn};
+use matrix_common::NextHopSet;
+use matrix_routing::Action;
+
+use super::driver::Driver;
+
+impl Driver<'_> {
+    /// Carries out every pending action of the core: messages out, map writes in.
+    pub(super) async fn apply(&mut self) {
+        let Some(r) = &mut self.routing else { return };
+        while let Some(action) = r.router.poll_action() {
+            match action {
+                Action::Send { to, msg } => r.channel.send(to, msg).await,
+                Action::Install { dst, next_hops, .. } => {
+                    if self.static_dsts.contains(&dst) {
+                        continue;
+                    }
+                    let members: Vec<(u32, u32)> = next_hops
+                        .iter()
+                        .filter_map(|(n, w)| self.slots.get(n).map(|s| (*s, *w)))
+                        .collect();
+                    if members.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = self.dp.install_route(dst, NextHopSet::new(&members)) {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::Withdraw { dst } => {
+                    if !self.static_dsts.contains(&dst) && self.dp.remove_route(dst).is_err() {
+                        // Already absent: nothing to undo.
+                    }
+                }
+                Action::Overlay { prefix, owner } => {
+                    if !self.fixed_prefixes.contains(&prefix)
+                        && let Err(e) = self.dp.add_overlay_prefix(prefix, owner)
+                    {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::OverlayWithdraw { prefix } => {
+                    if !self.fixed_prefixes.contains(&prefix)
+                        && let Err(e) = self.dp.remove_overlay_prefix(prefix)
+                    {
+                        warn!("{e:#}");
+                        self.map_errors += 1;
+                    }
+                }
+                Action::Neighbor { neighbor, alive } => {
+                    info!(
+                        "neighbour {neighbor} is {}",
+                        if alive { "alive" } else { "dead" }
+                    );
+                }
+            }
+        }
+    }
+}

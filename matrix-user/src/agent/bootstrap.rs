@@ -1,0 +1,231 @@
+//! Start-up: the data plane's maps filled from the configuration, workload MTUs, and
+//! the routing core with its control channel and carrier watch.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::Context as _;
+use log::{info, warn};
+use matrix_common::{ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet};
+use matrix_routing::{Router, RouterConfig};
+
+use super::{
+    control::Channel,
+    driver::{Behind, Routing},
+    events::feed_speed,
+    link::CarrierWatch,
+};
+use crate::{
+    config::Config,
+    dataplane::DataPlane,
+    net::{self, Interface},
+    node::NodePrefix,
+};
+
+/// Bytes of memory one route entry costs (LPM node, agent and core state), for the
+/// memory-derived route budget.
+const BYTES_PER_ROUTE: u64 = 512;
+/// Share of available memory the routing state may use when `max_routes` is unset.
+const MEMORY_SHARE: u64 = 64;
+/// Writes config, egress ports, neighbours, overlay prefixes and routes. Entries left
+/// by an earlier agent that the config no longer has are removed after the new ones are
+/// in (make before break).
+pub(super) fn fill(
+    dp: &mut DataPlane,
+    config: &Config,
+    underlay: &[Interface],
+) -> anyhow::Result<()> {
+    dp.set_config(matrix_common::Config {
+        node_id: config.node.0,
+        vni: config.vni,
+        hop_limit: config.hop_limit as u32,
+        flags: 0,
+    })?;
+    for u in underlay {
+        dp.add_egress(u.ifindex)?;
+    }
+    let old_neighbors = dp.neighbors()?;
+    for (slot, n) in config.neighbors.iter().enumerate() {
+        let slot = slot as u32;
+        let (iface, ucfg) = underlay
+            .iter()
+            .zip(&config.underlay)
+            .find(|(i, _)| i.name == n.iface)
+            .expect("config validation ties every neighbour to an underlay interface");
+        // Keep a MAC learnt by a previous agent run: forwarding goes on meanwhile.
+        let prev = old_neighbors.iter().find(|(s, o)| {
+            *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0
+        });
+        let (remote_mac, flags) = match prev {
+            Some((_, o)) => (o.remote_mac, o.flags),
+            None => ([0; 6], NEIGHBOR_F_VALID),
+        };
+        dp.set_neighbor(
+            slot,
+            Neighbor {
+                node_id: n.node.0,
+                ifindex: iface.ifindex,
+                mtu: iface.mtu,
+                flags,
+                local_ipv4: ucfg.address.octets(),
+                remote_ipv4: n.address.octets(),
+                local_mac: iface.mac,
+                remote_mac,
+            },
+        )?;
+    }
+    for (slot, _) in old_neighbors {
+        if slot as usize >= config.neighbors.len() {
+            dp.clear_neighbor(slot)?;
+        }
+    }
+
+    for w in &config.workload {
+        for p in &w.prefixes {
+            dp.add_overlay_prefix(*p, config.node)?;
+        }
+    }
+    for (p, owner) in &config.remote_prefixes {
+        dp.add_overlay_prefix(*p, *owner)?;
+    }
+
+    let mut wanted = BTreeSet::new();
+    for r in &config.routes {
+        let members: Vec<(u32, u32)> = r
+            .via
+            .iter()
+            .map(|(id, w)| {
+                let slot = config
+                    .neighbors
+                    .iter()
+                    .position(|n| n.node == *id)
+                    .expect("config validation ties every `via` to a neighbour");
+                (slot as u32, *w)
+            })
+            .collect();
+        dp.install_route(r.dst, NextHopSet::new(&members))?;
+        wanted.insert(r.dst);
+    }
+    let stale: Vec<NodePrefix> = dp
+        .routes()?
+        .into_iter()
+        .map(|r| r.dst)
+        .filter(|d| !wanted.contains(d))
+        .collect();
+    for d in stale {
+        dp.remove_route(d)?;
+    }
+    Ok(())
+}
+
+/// Workloads must send packets that still fit the underlay once encapsulated.
+pub(super) fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interface]) {
+    let Some(min) = underlay.iter().map(|u| u.mtu).min() else {
+        return;
+    };
+    let want = min.saturating_sub(ENCAP_MTU_OVERHEAD as u32);
+    for w in workload {
+        if w.mtu > want {
+            match net::set_mtu(&w.name, want) {
+                Ok(()) => info!(
+                    "{}: MTU {} -> {want} (underlay {min} - {ENCAP_MTU_OVERHEAD})",
+                    w.name, w.mtu
+                ),
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+    let _ = config;
+}
+
+/// The routing core, its control channel and the carrier watch, when `[routing]` is
+/// configured.
+pub(super) async fn routing(
+    config: &Config,
+    underlay: &[Interface],
+) -> anyhow::Result<Option<Routing>> {
+    let Some(r) = &config.routing else {
+        return Ok(None);
+    };
+    let key = std::fs::read(&r.key_file)
+        .with_context(|| format!("reading cluster key file {}", r.key_file.display()))?;
+    if key.len() < 16 {
+        anyhow::bail!(
+            "cluster key file {} holds {} bytes; use at least 16 random bytes",
+            r.key_file.display(),
+            key.len()
+        );
+    }
+    let mut params = r.params.clone();
+    if params.max_routes.is_none() {
+        params.max_routes = Some(memory_budget());
+        info!(
+            "route budget {} (from available memory)",
+            params.max_routes.unwrap_or(0)
+        );
+    }
+    let neighbors: Vec<_> = config
+        .neighbors
+        .iter()
+        .map(|n| (n.node, n.address))
+        .collect();
+    let channel = Channel::bind(config.node, &key, &neighbors)
+        .await
+        .context("binding the control channel (UDP 6082)")?;
+    let router = Router::new(
+        RouterConfig {
+            node: config.node,
+            neighbors: config.neighbors.iter().map(|n| n.node).collect(),
+            prefixes: config
+                .workload
+                .iter()
+                .flat_map(|w| w.prefixes.clone())
+                .collect(),
+            params,
+            seed: u64::from(config.node.0),
+        },
+        std::time::Instant::now(),
+    );
+    let mut router = router;
+    let mut behind: HashMap<u32, Behind> = HashMap::new();
+    for n in &config.neighbors {
+        if let Some(i) = underlay.iter().find(|i| i.name == n.iface) {
+            behind
+                .entry(i.ifindex)
+                .or_insert_with(|| Behind {
+                    iface: i.name.clone(),
+                    neighbors: vec![],
+                })
+                .neighbors
+                .push(n.node);
+            feed_speed(&mut router, &i.name, n.node);
+        }
+    }
+    let carrier = match CarrierWatch::open(behind.keys().copied()) {
+        Ok(w) => Some((w, behind)),
+        Err(e) => {
+            warn!("cannot watch link carrier ({e}); hellos alone detect failures");
+            None
+        }
+    };
+    Ok(Some(Routing {
+        router,
+        channel,
+        carrier,
+    }))
+}
+
+/// Route budget from available memory: a 1/64 share at [`BYTES_PER_ROUTE`] per entry,
+/// capped by the data plane's map size.
+fn memory_budget() -> usize {
+    let avail_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(1 << 20);
+    let budget = avail_kib * 1024 / MEMORY_SHARE / BYTES_PER_ROUTE;
+    budget.clamp(64, u64::from(matrix_common::MAX_ROUTES)) as usize
+}

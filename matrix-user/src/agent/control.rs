@@ -40,7 +40,7 @@ pub struct ControlStats {
 
 impl ControlStats {
     /// Every counter with its name, in name order (`matrix status`).
-    pub fn by_name(&self) -> [(&'static str, u64); 8] {
+    pub fn by_name(&self) -> [(&'static str, u64); 12] {
         // Destructured so that a new counter does not compile until it is listed here.
         let Self {
             rx_ok,
@@ -51,12 +51,20 @@ impl ControlStats {
             rx_bad_version,
             rx_bad_mac,
             rx_malformed,
+            rx_replayed,
+            rx_too_old,
+            rx_stale_epoch,
+            peer_restarts,
         } = *self;
         [
+            ("peer_restarts", peer_restarts),
             ("rx_bad_mac", rx_bad_mac),
             ("rx_bad_version", rx_bad_version),
             ("rx_malformed", rx_malformed),
             ("rx_ok", rx_ok),
+            ("rx_replayed", rx_replayed),
+            ("rx_stale_epoch", rx_stale_epoch),
+            ("rx_too_old", rx_too_old),
             ("rx_unknown_source", rx_unknown_source),
             ("rx_wrong_sender", rx_wrong_sender),
             ("tx", tx),

@@ -489,6 +489,10 @@ mod tests {
             rx_bad_version: 6,
             rx_bad_mac: 7,
             rx_malformed: 8,
+            rx_replayed: 9,
+            rx_too_old: 10,
+            rx_stale_epoch: 11,
+            peer_restarts: 12,
         };
         let v = serde_json::to_value(&stats).unwrap();
         let listed = stats.by_name();

@@ -43,7 +43,20 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("cannot read the cluster key file {path} (`routing.key_file`)")]
+    KeyRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the cluster key file {path} holds {len} bytes; use at least {MIN_KEY_LEN} random bytes"
+    )]
+    KeyShort { path: String, len: usize },
 }
+
+/// Shortest cluster key accepted: 128 bits if the bytes are random.
+pub const MIN_KEY_LEN: usize = 16;
 
 fn invalid(
     field: impl Into<String>,
@@ -158,6 +171,25 @@ pub struct RoutingConfig {
     /// File holding the cluster key that authenticates control messages.
     pub key_file: std::path::PathBuf,
     pub params: Params,
+}
+
+impl RoutingConfig {
+    /// The cluster key, read and checked; the agent calls this before it attaches
+    /// anything, so a bad key file stops it with nothing to undo.
+    pub fn read_key(&self) -> Result<Vec<u8>, ConfigError> {
+        let path = self.key_file.display().to_string();
+        let key = std::fs::read(&self.key_file).map_err(|source| ConfigError::KeyRead {
+            path: path.clone(),
+            source,
+        })?;
+        if key.len() < MIN_KEY_LEN {
+            return Err(ConfigError::KeyShort {
+                path,
+                len: key.len(),
+            });
+        }
+        Ok(key)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -533,6 +565,27 @@ node = "0.4"
 
     fn err(text: &str) -> String {
         Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn key_files_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("matrix-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let routing = |name: &str| RoutingConfig {
+            key_file: dir.join(name),
+            params: Params::default(),
+        };
+        std::fs::write(dir.join("good"), [7u8; 32]).unwrap();
+        std::fs::write(dir.join("short"), b"secret").unwrap();
+        assert_eq!(routing("good").read_key().unwrap(), [7u8; 32]);
+        let e = routing("short").read_key().unwrap_err().to_string();
+        assert!(e.contains("short holds 6 bytes; use at least 16"), "{e}");
+        let e = routing("missing").read_key().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read the cluster key file") && e.contains("missing"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

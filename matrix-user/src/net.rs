@@ -6,6 +6,7 @@ use std::{
     process::Command,
 };
 
+use ipnet::Ipv4Net;
 use matrix_common::CONTROL_PORT;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,52 @@ fn parse_link_json(iface: &str, json: &str) -> Result<Interface, NetError> {
         mac,
         mtu,
     })
+}
+
+/// The IPv4 addresses of an interface, with their prefix lengths (`ip -j addr`).
+pub fn ipv4_addresses(iface: &str) -> Result<Vec<Ipv4Net>, NetError> {
+    let out = Command::new("ip")
+        .args(["-j", "-4", "addr", "show", "dev", iface])
+        .output()
+        .map_err(|e| NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!("cannot run `ip` (iproute2): {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(NetError::NoInterface {
+            iface: iface.to_string(),
+        });
+    }
+    parse_addr_json(iface, &String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_addr_json(iface: &str, json: &str) -> Result<Vec<Ipv4Net>, NetError> {
+    let bad = |reason: &str| NetError::Iproute {
+        iface: iface.to_string(),
+        reason: reason.to_string(),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|_| bad("unreadable `ip -j addr` output"))?;
+    let mut out = Vec::new();
+    for a in v
+        .get(0)
+        .and_then(|l| l["addr_info"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        if a["family"] != "inet" {
+            continue;
+        }
+        let addr: Ipv4Addr = a["local"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("an address without `local`"))?;
+        let len = a["prefixlen"]
+            .as_u64()
+            .ok_or_else(|| bad("an address without `prefixlen`"))?;
+        out.push(Ipv4Net::new(addr, len as u8).map_err(|_| bad("prefix length past 32"))?);
+    }
+    Ok(out)
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -154,6 +201,25 @@ mod tests {
         assert_eq!((i.ifindex, i.mtu, i.mac[0]), (7, 1500, 0x76));
         let e = parse_link_json("tun0", r#"[{"ifindex":8,"mtu":1500}]"#).unwrap_err();
         assert!(e.to_string().contains("tun0"), "{e}");
+    }
+
+    #[test]
+    fn addr_json_parsing() {
+        let j = r#"[{"ifindex":7,"ifname":"u0","addr_info":[
+            {"family":"inet","local":"10.200.0.1","prefixlen":24},
+            {"family":"inet6","local":"fe80::1","prefixlen":64},
+            {"family":"inet","local":"192.0.2.9","prefixlen":32}]}]"#;
+        let a = parse_addr_json("u0", j).unwrap();
+        assert_eq!(
+            a,
+            [
+                "10.200.0.1/24".parse().unwrap(),
+                "192.0.2.9/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(parse_addr_json("u0", r#"[{"ifname":"u0"}]"#).unwrap(), []);
+        let e = parse_addr_json("u0", r#"[{"addr_info":[{"family":"inet"}]}]"#).unwrap_err();
+        assert!(e.to_string().contains("u0"), "{e}");
     }
 
     #[test]

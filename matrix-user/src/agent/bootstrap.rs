@@ -142,19 +142,11 @@ pub(super) fn set_workload_mtus(config: &Config, underlay: &[Interface], workloa
 pub(super) async fn routing(
     config: &Config,
     underlay: &[Interface],
+    key: Option<&[u8]>,
 ) -> anyhow::Result<Option<Routing>> {
-    let Some(r) = &config.routing else {
+    let (Some(r), Some(key)) = (&config.routing, key) else {
         return Ok(None);
     };
-    let key = std::fs::read(&r.key_file)
-        .with_context(|| format!("reading cluster key file {}", r.key_file.display()))?;
-    if key.len() < 16 {
-        anyhow::bail!(
-            "cluster key file {} holds {} bytes; use at least 16 random bytes",
-            r.key_file.display(),
-            key.len()
-        );
-    }
     let mut params = r.params.clone();
     if params.max_routes.is_none() {
         params.max_routes = Some(memory_budget());
@@ -168,7 +160,7 @@ pub(super) async fn routing(
         .iter()
         .map(|n| (n.node, n.address))
         .collect();
-    let channel = Channel::bind(config.node, &key, &neighbors)
+    let channel = Channel::bind(config.node, key, &neighbors)
         .await
         .context("binding the control channel (UDP 6082)")?;
     let router = Router::new(

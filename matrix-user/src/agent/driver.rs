@@ -56,9 +56,10 @@ impl<'a> Driver<'a> {
         dp: DataPlane,
         config: &'a Config,
         underlay: &[Interface],
+        key: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
         let listener = handler::listen(&config.name)?;
-        let routing = bootstrap::routing(config, underlay).await?;
+        let routing = bootstrap::routing(config, underlay, key).await?;
         Ok(Self {
             dp,
             config,

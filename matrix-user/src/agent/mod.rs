@@ -23,6 +23,7 @@ mod handler;
 // rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
 #[allow(unsafe_code)]
 mod link;
+mod preflight;
 pub mod protocol;
 pub mod socket;
 
@@ -60,11 +61,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .context("workload interface")?;
 
+    // Everything that can be refused is checked before anything is loaded or attached.
+    let key = preflight::check(&config)?;
+
     let mut loaded = dataplane::load::load(&dir).context("loading the data plane")?;
     let result = async {
         let mut dp = DataPlane::open(&dir)?;
         bootstrap::fill(&mut dp, &config, &underlay)?;
         bootstrap::set_workload_mtus(&config, &underlay, &workload);
+        // Sockets bound and the routing core started before the programs go on, so a
+        // port in use stops the agent before it touches traffic.
+        let mut driver = driver::Driver::new(dp, &config, &underlay, key.as_deref()).await?;
         // Maps first, programs second: the first packet already sees every route.
         for u in &underlay {
             loaded.attach(programs::UNDERLAY, &u.name)?;
@@ -83,7 +90,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dir.display()
         );
         let _ = std::io::stdout().flush();
-        let mut driver = driver::Driver::new(dp, &config, &underlay).await?;
         driver.serve().await
     }
     .await;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::node::NodeId;
 
 /// Protocol version; a datagram with another version is rejected before decoding.
-/// Version 2 added the epoch and sequence number to the envelope.
+/// Version 2 added the epoch, the sequence number and the link MAC to the envelope.
 pub const VERSION: u8 = 2;
 /// Bytes of the truncated BLAKE3 MAC.
 pub const MAC_LEN: usize = 16;
@@ -27,6 +27,10 @@ pub struct Envelope {
     pub epoch: u64,
     /// One more per datagram the sender sends in this epoch, from 1.
     pub seq: u64,
+    /// The sender's MAC on the link this datagram crosses: the data plane addresses the
+    /// sender's overlay frames to it. Authenticated with the rest, so a forged ARP reply
+    /// cannot redirect overlay traffic.
+    pub link_mac: [u8; 6],
     pub msg: Message,
 }
 
@@ -210,6 +214,7 @@ mod tests {
             from: NodeId::new(0, 1),
             epoch: 1_700_000_000_000_000,
             seq: 3,
+            link_mac: [2, 0, 0, 0, 0, 1],
             msg: Message::Hello {
                 seq: 7,
                 sent_us: 123_456,

@@ -526,8 +526,10 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         // The envelope as the agent sends it (postcard encodes a tuple as the struct).
         self.nodes[n].control_seq += 1;
         let seq = self.nodes[n].control_seq;
-        let Ok(body) = postcard::to_slice(&(from, SIM_EPOCH, seq, &msg), &mut self.encode_buf)
-        else {
+        let Ok(body) = postcard::to_slice(
+            &(from, SIM_EPOCH, seq, [0u8; 6], &msg),
+            &mut self.encode_buf,
+        ) else {
             self.metrics.control_drops.too_big += 1;
             return;
         };

@@ -284,6 +284,7 @@ impl Net {
                 from,
                 epoch: 1,
                 seq: self.next_msg,
+                link_mac: [2, 0, 0, 0, 0, 0],
                 msg,
             })
             .expect("fits a datagram");

@@ -9,7 +9,7 @@ use matrix_common::{ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet};
 use matrix_routing::{Router, RouterConfig};
 
 use super::{
-    control::Channel,
+    control::{Channel, Peer},
     driver::{Behind, Routing},
     events::feed_speed,
     link::CarrierWatch,
@@ -158,7 +158,15 @@ pub(super) async fn routing(
     let neighbors: Vec<_> = config
         .neighbors
         .iter()
-        .map(|n| (n.node, n.address))
+        .map(|n| Peer {
+            node: n.node,
+            address: n.address,
+            local_mac: underlay
+                .iter()
+                .find(|u| u.name == n.iface)
+                .expect("config validation ties every neighbour to an underlay interface")
+                .mac,
+        })
         .collect();
     let channel = Channel::bind(config.node, key, &neighbors)
         .await

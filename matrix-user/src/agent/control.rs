@@ -73,12 +73,31 @@ impl ControlStats {
     }
 }
 
+/// A configured neighbour as the channel needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub node: NodeId,
+    pub address: Ipv4Addr,
+    /// This node's MAC on the interface that reaches `address`.
+    pub local_mac: [u8; 6],
+}
+
+/// An authentic, fresh datagram from a neighbour.
+#[derive(Debug)]
+pub struct Received {
+    pub from: NodeId,
+    /// The neighbour's MAC on the link, as it says in the datagram.
+    pub link_mac: [u8; 6],
+    pub msg: Message,
+}
+
 pub struct Channel {
     socket: UdpSocket,
     codec: Codec,
     me: NodeId,
     by_addr: HashMap<Ipv4Addr, NodeId>,
-    by_node: HashMap<NodeId, Ipv4Addr>,
+    /// Each neighbour's address, and this node's MAC on the link to it.
+    by_node: HashMap<NodeId, (Ipv4Addr, [u8; 6])>,
     sequence: SendSequence,
     replay: ReplayGuard,
     pub stats: ControlStats,
@@ -86,19 +105,18 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub async fn bind(
-        me: NodeId,
-        key: &[u8],
-        neighbors: &[(NodeId, Ipv4Addr)],
-    ) -> std::io::Result<Self> {
+    pub async fn bind(me: NodeId, key: &[u8], neighbors: &[Peer]) -> std::io::Result<Self> {
         let socket =
             UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CONTROL_PORT)).await?;
         Ok(Self {
             socket,
             codec: Codec::new(key),
             me,
-            by_addr: neighbors.iter().map(|(n, a)| (*a, *n)).collect(),
-            by_node: neighbors.iter().copied().collect(),
+            by_addr: neighbors.iter().map(|p| (p.address, p.node)).collect(),
+            by_node: neighbors
+                .iter()
+                .map(|p| (p.node, (p.address, p.local_mac)))
+                .collect(),
             sequence: SendSequence::new(start_epoch()),
             replay: ReplayGuard::new(),
             stats: ControlStats::default(),
@@ -107,7 +125,7 @@ impl Channel {
     }
 
     pub async fn send(&mut self, to: NodeId, msg: Message) {
-        let Some(addr) = self.by_node.get(&to) else {
+        let Some(&(addr, link_mac)) = self.by_node.get(&to) else {
             self.stats.tx_errors += 1;
             return;
         };
@@ -115,12 +133,13 @@ impl Channel {
             from: self.me,
             epoch: self.sequence.epoch(),
             seq: self.sequence.next_seq(),
+            link_mac,
             msg,
         };
         let sent = match self.codec.encode(&env) {
             Ok(bytes) => self
                 .socket
-                .send_to(&bytes, SocketAddrV4::new(*addr, CONTROL_PORT))
+                .send_to(&bytes, SocketAddrV4::new(addr, CONTROL_PORT))
                 .await
                 .is_ok(),
             Err(e) => {
@@ -136,7 +155,7 @@ impl Channel {
     }
 
     /// Waits for the next datagram that passes every check.
-    pub async fn recv(&mut self) -> (NodeId, Message) {
+    pub async fn recv(&mut self) -> Received {
         loop {
             let Ok((len, from)) = self.socket.recv_from(&mut self.buf).await else {
                 continue;
@@ -147,7 +166,7 @@ impl Channel {
         }
     }
 
-    fn check(&mut self, len: usize, from: SocketAddr) -> Option<(NodeId, Message)> {
+    fn check(&mut self, len: usize, from: SocketAddr) -> Option<Received> {
         let SocketAddr::V4(from) = from else {
             self.stats.rx_unknown_source += 1;
             return None;
@@ -165,7 +184,11 @@ impl Channel {
                         self.stats.peer_restarts += 1;
                     }
                     self.stats.rx_ok += 1;
-                    Some((node, env.msg))
+                    Some(Received {
+                        from: node,
+                        link_mac: env.link_mac,
+                        msg: env.msg,
+                    })
                 }
                 Err(Replay::Duplicate { .. }) => {
                     self.stats.rx_replayed += 1;

@@ -46,6 +46,8 @@ pub struct Driver<'a> {
     pub(super) routing: Option<Routing>,
     listener: UnixListener,
     pub(super) slots: HashMap<NodeId, u32>,
+    /// Neighbour MACs written to the data plane from authenticated datagrams.
+    pub(super) macs: HashMap<NodeId, [u8; 6]>,
     pub(super) static_dsts: BTreeSet<NodePrefix>,
     pub(super) fixed_prefixes: BTreeSet<IpNet>,
     pub(super) map_errors: u64,
@@ -71,6 +73,7 @@ impl<'a> Driver<'a> {
                 .enumerate()
                 .map(|(i, n)| (n.node, i as u32))
                 .collect(),
+            macs: HashMap::new(),
             static_dsts: config.routes.iter().map(|r| r.dst).collect(),
             fixed_prefixes: config
                 .workload
@@ -111,7 +114,9 @@ impl<'a> Driver<'a> {
             tokio::select! {
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
                 _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-                _ = sleep_until(resolve_at) => {
+                // With adaptive routing the neighbours' MACs come from their authenticated
+                // datagrams; without it, from the kernel's ARP table.
+                _ = sleep_until(resolve_at), if !routing => {
                     let all = resolve_neighbors(&mut self.dp, self.config)?;
                     resolve_at = Instant::now() + if all { RESOLVE_SLOW } else { RESOLVE_FAST };
                 }
@@ -126,8 +131,10 @@ impl<'a> Driver<'a> {
                     self.feed_counters();
                     self.apply().await;
                 }
-                (from, msg) = async { channel.expect("guarded").recv().await }, if routing => {
+                rx = async { channel.expect("guarded").recv().await }, if routing => {
+                    self.learn_mac(rx.from, rx.link_mac);
                     if let Some(r) = &mut self.routing {
+                        let (from, msg) = (rx.from, rx.msg);
                         r.router.handle(std::time::Instant::now(), Event::Received { from, msg });
                     }
                     self.apply().await;

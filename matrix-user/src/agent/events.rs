@@ -10,6 +10,39 @@ use super::{
 };
 
 impl Driver<'_> {
+    /// Points the data plane at the MAC a neighbour's authenticated datagram gives for
+    /// its end of the link. Under adaptive routing this is the only source of neighbour
+    /// MACs: an ARP reply from anyone on the segment cannot redirect overlay traffic.
+    pub(super) fn learn_mac(&mut self, from: NodeId, mac: [u8; 6]) {
+        if self.macs.get(&from) == Some(&mac) {
+            return;
+        }
+        // A zero or group address cannot be a neighbour's interface.
+        if mac == [0; 6] || mac[0] & 1 != 0 {
+            warn!(
+                "neighbour {from} gives link MAC {}: not a unicast address, ignored",
+                crate::dataplane::mac_string(mac)
+            );
+            return;
+        }
+        let Some(&slot) = self.slots.get(&from) else {
+            return;
+        };
+        match self.dp.resolve_neighbor(slot, mac) {
+            Ok(()) => {
+                info!(
+                    "neighbour {from} is at {} (from its authenticated datagrams)",
+                    crate::dataplane::mac_string(mac)
+                );
+                self.macs.insert(from, mac);
+            }
+            Err(e) => {
+                self.map_errors += 1;
+                warn!("neighbour {from}: writing its MAC: {e}");
+            }
+        }
+    }
+
     /// Tells the core which neighbours lost or regained carrier.
     pub(super) fn on_carrier(&mut self, changes: std::io::Result<Vec<LinkChange>>) {
         let Some(r) = &mut self.routing else { return };

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod network;
 pub mod report;
 pub mod rng;
+pub mod series;
 pub mod topology;
 pub mod traffic;
 

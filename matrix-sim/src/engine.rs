@@ -712,9 +712,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             self.sessions[slot] = None;
             self.free_sessions.push(slot as u32);
         }
-        if self.metrics.in_window(self.now) {
-            self.metrics.offered += 1;
-        }
+        self.metrics.offered(self.now, self.cfg.packet_bytes);
         let node = &mut self.nodes[p.src as usize];
         *node.demand.entry(p.dst).or_insert(0) += 1;
         self.forward(p.src as usize, p, true);

@@ -7,7 +7,8 @@
 //!  SimArgs ─▶ Setup: topology (file | nsfnet | random:N | grid:WxH), traffic plan,
 //!             failures, one RunConfig per strategy
 //!          ─▶ engine::simulate per strategy (in parallel, each its own world)
-//!          ─▶ RunReport per strategy ─▶ table or JSON
+//!          ─▶ RunReport per strategy ─▶ table or JSON; with --plot also an SVG of
+//!             throughput and delay over time (series, plot)
 //! ```
 //!
 //! The agent exposes this as `matrix sim` by flattening [`SimArgs`] into its CLI and
@@ -17,12 +18,14 @@ pub mod engine;
 pub mod generate;
 pub mod metrics;
 pub mod network;
+pub mod plot;
 pub mod report;
 pub mod rng;
+pub mod series;
 pub mod topology;
 pub mod traffic;
 
-use std::{num::NonZeroUsize, thread};
+use std::{fs::File, io::Write, num::NonZeroUsize, path::PathBuf, thread};
 
 use clap::{Args, FromArgMatches};
 use matrix_common::wire::DEFAULT_HOP_LIMIT;
@@ -75,6 +78,10 @@ pub struct SimArgs {
     /// Print a JSON list (one object per strategy) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw delivered throughput and mean delay over time, one line per strategy,
+    /// into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Data packet size on the wire, bytes.
     #[arg(long, default_value_t = 512, value_name = "BYTES")]
     pub packet_size: u32,
@@ -118,6 +125,14 @@ pub enum SimError {
     },
     #[error("cannot encode the JSON report")]
     Json(#[from] serde_json::Error),
+    #[error("cannot write the plot to {}", path.display())]
+    PlotWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot draw the plot for {}: {reason}", path.display())]
+    PlotDraw { path: PathBuf, reason: String },
 }
 
 fn arg_error(flag: &'static str, value: impl ToString, reason: impl ToString) -> SimError {
@@ -315,6 +330,46 @@ impl Setup {
         RunReport::new(strategy.name(), result, &self.info)
     }
 
+    /// The `--plot` picture of `rows`, titled after the run.
+    pub fn figure<'a>(&self, rows: &'a [RunReport]) -> plot::Figure<'a> {
+        let i = &self.info;
+        let cuts: Vec<(String, f64)> = self
+            .config
+            .failures
+            .iter()
+            .map(|&(link, at)| {
+                let l = &self.topology.links[link];
+                let (a, b) = (
+                    &self.topology.nodes[l.a].name,
+                    &self.topology.nodes[l.b].name,
+                );
+                (format!("cut {a}-{b}"), at as f64 / 1e9)
+            })
+            .collect();
+        let cut_text = match (cuts.is_empty(), self.config.detect) {
+            (true, _) => "",
+            (false, Detect::Hello) => "; cuts found by missed hellos",
+            (false, Detect::Carrier) => "; cuts signalled at once (carrier)",
+        };
+        plot::Figure {
+            title: format!(
+                "{}: {} nodes, {} links; load {} x{} ({:.0} packets/s); seed {}{}",
+                i.topology,
+                i.nodes,
+                i.links,
+                i.load,
+                i.rate,
+                self.plan.offered_pps,
+                i.seed,
+                cut_text,
+            ),
+            rows,
+            duration_s: self.config.duration_ns as f64 / 1e9,
+            warmup_s: self.config.warmup_ns as f64 / 1e9,
+            cuts,
+        }
+    }
+
     /// The line above the table.
     pub fn header(&self) -> String {
         let i = &self.info;
@@ -347,6 +402,13 @@ impl Setup {
     }
 }
 
+fn plot_write(path: &std::path::Path, source: std::io::Error) -> SimError {
+    SimError::PlotWrite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Runs the simulation `args` describe; returns the report rows.
 pub fn run_reports(args: &SimArgs) -> Result<Vec<RunReport>, SimError> {
     Ok(Setup::new(args)?.run())
@@ -356,7 +418,20 @@ pub fn run_reports(args: &SimArgs) -> Result<Vec<RunReport>, SimError> {
 /// `--json` a JSON list with one object per strategy.
 pub fn run(args: &SimArgs) -> Result<String, SimError> {
     let setup = Setup::new(args)?;
+    // Opened before the runs, so a bad path fails in a second, not after an hour.
+    let plot = match &args.plot {
+        Some(path) => Some((path, File::create(path).map_err(|e| plot_write(path, e))?)),
+        None => None,
+    };
     let rows = setup.run();
+    if let Some((path, mut file)) = plot {
+        let svg = plot::render(&setup.figure(&rows)).map_err(|reason| SimError::PlotDraw {
+            path: path.clone(),
+            reason,
+        })?;
+        file.write_all(svg.as_bytes())
+            .map_err(|e| plot_write(path, e))?;
+    }
     if args.json {
         let mut s = serde_json::to_string_pretty(&rows)?;
         s.push('\n');

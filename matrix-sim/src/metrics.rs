@@ -22,6 +22,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::series::Recorder;
+
 pub const RECOVERY_WINDOW_NS: u64 = 100_000_000;
 /// Pairs crossing the link this long before the cut are the affected ones.
 pub const AFFECTED_LOOKBACK_NS: u64 = 1_000_000_000;
@@ -186,6 +188,8 @@ pub struct Metrics {
     pub control_drops: ControlDrops,
     pub route_updates: u64,
     pub failures: Vec<FailureTrack>,
+    /// Offered and delivered over the whole run, per window (for `--plot`).
+    pub series: Recorder,
 }
 
 impl Metrics {
@@ -204,6 +208,7 @@ impl Metrics {
             control_drops: ControlDrops::default(),
             route_updates: 0,
             failures,
+            series: Recorder::new(window.1),
         }
     }
 
@@ -217,9 +222,18 @@ impl Metrics {
         }
     }
 
-    /// A measured packet reached its destination after `hops` links.
+    /// A data packet of `bytes` entered the overlay at `now`.
+    pub fn offered(&mut self, now: u64, bytes: u32) {
+        self.series.offered(now, bytes);
+        if self.in_window(now) {
+            self.offered += 1;
+        }
+    }
+
+    /// A packet reached its destination after `hops` links.
     pub fn delivered(&mut self, pair: (u32, u32), created: u64, now: u64, bytes: u32, hops: u8) {
         self.track(pair, created, true);
+        self.series.delivered(now, now - created, bytes);
         if self.in_window(created) {
             self.delivered += 1;
             self.delivered_bytes += bytes as u64;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::{
     engine::RunResult,
     metrics::{ControlDrops, Drops},
+    series::TimeSeries,
 };
 
 /// The measurements of one strategy's run. Field names are the JSON keys.
@@ -43,6 +44,10 @@ pub struct RunReport {
     pub control_drops: ControlDrops,
     /// Events the engine processed (a measure of the run's work).
     pub events: u64,
+    /// The whole run over time, for `--plot`. Not in the JSON: hundreds of numbers per
+    /// row would bury the totals.
+    #[serde(skip)]
+    pub series: TimeSeries,
 }
 
 /// The run's context, the same in every row.
@@ -91,6 +96,7 @@ impl RunReport {
             drops: m.drops,
             control_drops: m.control_drops,
             events: r.events,
+            series: m.series.finish(),
         }
     }
 }

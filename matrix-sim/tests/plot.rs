@@ -57,10 +57,11 @@ fn series_add_up_to_the_report() {
                 r.strategy
             );
         }
-        // Mean delay of the window's arrivals, weighted, is the report's mean (close to:
-        // the populations differ at the edges).
+        // Mean delay of the arrivals from the window on (the drain included: packets
+        // created late in the window arrive after it, with the longest delays), weighted,
+        // is the report's mean (close to: a few early arrivals were created before it).
         let (mut sum, mut n) = (0.0, 0u64);
-        for i in measured {
+        for i in measured.start..s.delivered.len() {
             if let Some(d) = s.mean_delay_ms[i] {
                 sum += d * s.delivered[i] as f64;
                 n += s.delivered[i];
@@ -68,7 +69,7 @@ fn series_add_up_to_the_report() {
         }
         let (series_mean, mean) = (sum / n as f64, r.mean_delay_ms.unwrap());
         assert!(
-            (series_mean - mean).abs() < 0.1 * mean,
+            (series_mean - mean).abs() < 0.02 * mean,
             "{}: series {series_mean} ms, report {mean} ms",
             r.strategy
         );

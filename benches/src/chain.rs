@@ -32,8 +32,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use matrix_common::{
-    Config, DEFAULT_HOP_LIMIT, NEIGHBOR_F_RESOLVED, NEIGHBOR_F_VALID, Neighbor, NextHopSet, names,
-    programs,
+    Config, DEFAULT_HOP_LIMIT, NEIGHBOR_F_RESOLVED, NEIGHBOR_F_VALID, Neighbor, NextHopSet,
+    bench::sink, names, programs,
 };
 use matrix_user::{
     dataplane::{self, DataPlane},
@@ -57,8 +57,6 @@ pub const RELAY_PORT: u16 = 7000;
 const SINK_PORT: u16 = 7001;
 /// Destination port of plain and inner traffic (discard).
 const DISCARD_PORT: u16 = 9;
-const SINK_PROG: &str = "matrix_bench_sink";
-const SINK_MAP: &str = "BENCH_SINK";
 
 /// What the relay namespace runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +122,7 @@ impl BenchProgs {
         let mut ebpf = aya::EbpfLoader::new()
             .load(dataplane::object())
             .context("load the XDP object")?;
-        for name in [generator::PROGRAM, SINK_PROG] {
+        for name in [generator::PROGRAM, sink::PROGRAM] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("no program {name} in the object"))?
@@ -132,7 +130,7 @@ impl BenchProgs {
             prog.load().with_context(|| format!("load {name}"))?;
         }
         let generator = Generator::take(&mut ebpf)?;
-        let sink = ebpf.take_map(SINK_MAP).context("no BENCH_SINK map")?;
+        let sink = (ebpf.take_map(sink::MAP)).with_context(|| format!("no map {}", sink::MAP))?;
         Ok(BenchProgs {
             ebpf,
             generator,
@@ -166,19 +164,19 @@ impl BenchProgs {
     /// Frames and bytes the sink program has counted, over every chain and CPU.
     pub fn sink_count(&self) -> anyhow::Result<(u64, u64)> {
         let sum = |slot: u32| -> anyhow::Result<u64> { Ok(self.sink.get(&slot, 0)?.iter().sum()) };
-        Ok((sum(0)?, sum(1)?))
+        Ok((sum(sink::FRAMES)?, sum(sink::BYTES)?))
     }
 
     /// Attaches the counting sink to `iface` in namespace `ns`.
     fn attach_sink(&mut self, ns: &str, iface: &str) -> anyhow::Result<()> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(SINK_PROG)
+            .program_mut(sink::PROGRAM)
             .context("no sink program")?
             .try_into()?;
         netns::in_netns(ns, || {
             prog.attach(iface, XdpMode::Default)
-                .with_context(|| format!("attach {SINK_PROG} to {iface} in {ns}"))
+                .with_context(|| format!("attach {} to {iface} in {ns}", sink::PROGRAM))
                 .map(drop)
         })
     }

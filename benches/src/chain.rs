@@ -31,12 +31,9 @@ use aya::{
     programs::{Xdp, XdpMode, loaded_programs},
 };
 use ipnet::IpNet;
-use matrix_common::{
-    Config, DEFAULT_HOP_LIMIT, NEIGHBOR_F_RESOLVED, NEIGHBOR_F_VALID, Neighbor, NextHopSet,
-    bench::sink, names, programs,
-};
+use matrix_common::{Config, DEFAULT_HOP_LIMIT, bench::sink, names, programs};
 use matrix_user::{
-    dataplane::{self, DataPlane},
+    dataplane::{self, DataPlane, UnderlayLink},
     fixtures::{Encap, Inner},
     node::{NodeId, NodePrefix},
 };
@@ -187,10 +184,9 @@ struct PlaneSpec<'a> {
     ns: &'a str,
     pin: &'a str,
     node: NodeId,
-    /// Neighbour slots in order.
-    neighbors: Vec<Neighbor>,
-    /// Destination node -> neighbour slot.
-    routes: Vec<(NodeId, u32)>,
+    neighbors: Vec<Peer>,
+    /// Destination node -> the neighbour it is reached through.
+    routes: Vec<(NodeId, NodeId)>,
     overlay: Vec<(IpNet, NodeId)>,
     underlay: Vec<&'a str>,
     workload: Vec<&'a str>,
@@ -263,18 +259,24 @@ fn node_id(state: &State, name: &str) -> anyhow::Result<NodeId> {
         .map_err(|e| anyhow!("node {name} id {}: {e}", n.id))
 }
 
-/// Our end and the far end of a link, as a resolved neighbour.
-fn neighbor(node: NodeId, local: (Link, [u8; 4]), remote: (Link, [u8; 4])) -> Neighbor {
-    Neighbor {
-        node_id: node.0,
+/// A neighbour as the agent would configure it, with the MAC it would learn.
+struct Peer {
+    node: NodeId,
+    link: UnderlayLink,
+    mac: [u8; 6],
+}
+
+/// Our end and the far end of a link.
+fn neighbor(node: NodeId, local: (Link, [u8; 4]), remote: (Link, [u8; 4])) -> Peer {
+    let link = UnderlayLink {
         ifindex: local.0.ifindex,
         mtu: local.0.mtu,
-        flags: NEIGHBOR_F_VALID | NEIGHBOR_F_RESOLVED,
-        local_ipv4: local.1,
-        remote_ipv4: remote.1,
+        local_ipv4: local.1.into(),
+        remote_ipv4: remote.1.into(),
         local_mac: local.0.mac,
-        remote_mac: remote.0.mac,
-    }
+    };
+    let mac = remote.0.mac;
+    Peer { node, link, mac }
 }
 
 /// Loads a data plane as the agent does (pinned maps, verified programs), fills its
@@ -292,14 +294,15 @@ fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(PinnedPlane, Vec<WatchedP
             hop_limit: DEFAULT_HOP_LIMIT as u32,
             flags: 0,
         })?;
-        for (slot, n) in spec.neighbors.iter().enumerate() {
-            dp.add_egress(n.ifindex)?;
-            dp.set_neighbor(slot as u32, *n)?;
+        for n in &spec.neighbors {
+            dp.add_egress(n.link.ifindex)?;
+            dp.set_neighbor(n.node, n.link)?;
+            dp.resolve_neighbor(n.node, n.mac)?;
         }
         dp.install_routes(
             spec.routes
                 .iter()
-                .map(|&(dst, slot)| (NodePrefix::host(dst), NextHopSet::new(&[(slot, 1)]))),
+                .map(|&(dst, via)| (NodePrefix::host(dst), [(via, 1)])),
         )?;
         for &(net, owner) in &spec.overlay {
             dp.add_overlay_prefix(net, owner)?;
@@ -397,7 +400,7 @@ impl Chain {
                 neighbor(src_id, relay_in_l, src_l),
                 neighbor(sink_id, relay_out_l, sink_l),
             ],
-            routes: vec![(src_id, 0), (sink_id, 1)],
+            routes: vec![(src_id, src_id), (sink_id, sink_id)],
             overlay: Vec::new(),
             underlay: vec![relay_in, relay_out],
             workload: Vec::new(),
@@ -474,7 +477,7 @@ impl Chain {
                         pin: &src.pin,
                         node: src_id,
                         neighbors: vec![neighbor(relay_id, src_l, relay_in_l)],
-                        routes: vec![(relay_id, 0), (sink_id, 0)],
+                        routes: vec![(relay_id, relay_id), (sink_id, relay_id)],
                         overlay,
                         underlay: vec![src_if],
                         workload: vec![&src_wl.iface],
@@ -488,7 +491,7 @@ impl Chain {
                         pin: &sink.pin,
                         node: sink_id,
                         neighbors: vec![neighbor(relay_id, sink_l, relay_out_l)],
-                        routes: vec![(relay_id, 0), (src_id, 0)],
+                        routes: vec![(relay_id, relay_id), (src_id, relay_id)],
                         overlay: Vec::new(),
                         underlay: vec![sink_if],
                         workload: Vec::new(),

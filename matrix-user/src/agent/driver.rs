@@ -10,7 +10,6 @@ use std::{
 use anyhow::Context as _;
 use ipnet::IpNet;
 use log::{info, warn};
-use matrix_common::NextHopSet;
 use matrix_routing::{Action, Event, NodeId, NodePrefix, Router, RouterConfig};
 use serde_json::{Value, json};
 use tokio::{
@@ -56,7 +55,6 @@ pub struct Driver<'a> {
     config: &'a Config,
     routing: Option<Routing>,
     listener: UnixListener,
-    slots: HashMap<NodeId, u32>,
     static_dsts: BTreeSet<NodePrefix>,
     fixed_prefixes: BTreeSet<IpNet>,
     map_errors: u64,
@@ -152,12 +150,6 @@ impl<'a> Driver<'a> {
             config,
             routing,
             listener,
-            slots: config
-                .neighbors
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.node, i as u32))
-                .collect(),
             static_dsts: config.routes.iter().map(|r| r.dst).collect(),
             fixed_prefixes: config
                 .workload
@@ -280,8 +272,7 @@ impl<'a> Driver<'a> {
         let Some(r) = &mut self.routing else { return };
         let now = std::time::Instant::now();
         for n in &self.config.neighbors {
-            let slot = self.slots[&n.node];
-            if let Ok(s) = self.dp.neighbor_stats(slot) {
+            if let Ok(s) = self.dp.neighbor_stats(n.node) {
                 r.router.handle(
                     now,
                     Event::LinkLoad {
@@ -309,14 +300,14 @@ impl<'a> Driver<'a> {
                     if self.static_dsts.contains(&dst) {
                         continue;
                     }
-                    let members: Vec<(u32, u32)> = next_hops
-                        .iter()
-                        .filter_map(|(n, w)| self.slots.get(n).map(|s| (*s, *w)))
+                    let members: Vec<(NodeId, u32)> = next_hops
+                        .into_iter()
+                        .filter(|(n, _)| self.dp.has_neighbor(*n))
                         .collect();
                     if members.is_empty() {
                         continue;
                     }
-                    if let Err(e) = self.dp.install_route(dst, NextHopSet::new(&members)) {
+                    if let Err(e) = self.dp.install_route(dst, &members) {
                         warn!("{e:#}");
                         self.map_errors += 1;
                     }

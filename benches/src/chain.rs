@@ -116,16 +116,7 @@ pub struct BenchProgs {
 
 impl BenchProgs {
     pub fn load() -> anyhow::Result<Self> {
-        let mut ebpf = aya::EbpfLoader::new()
-            .load(dataplane::object())
-            .context("load the XDP object")?;
-        for name in [generator::PROGRAM, sink::PROGRAM] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("no program {name} in the object"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("load {name}"))?;
-        }
+        let mut ebpf = dataplane::load::load_unattached().context("load the XDP object")?;
         let generator = Generator::take(&mut ebpf)?;
         let sink = (ebpf.take_map(sink::MAP)).with_context(|| format!("no map {}", sink::MAP))?;
         Ok(BenchProgs {

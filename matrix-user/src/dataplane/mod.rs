@@ -1,8 +1,9 @@
 //! The one facade over the XDP programs and their maps: domain calls
 //! (`install_route`, `set_neighbor`, `stats`) instead of raw map handles spread around.
 //!
-//! [`DataPlane`] works on the pinned maps of one node, so the agent and every CLI client
-//! use the same code; [`load`] loads, pins and attaches the programs.
+//! [`DataPlane`] works on the maps of one node, pinned or of a loaded object, so the
+//! agent, every CLI client and the tests use the same code; [`load`] loads, pins and
+//! attaches the programs.
 //! Callers name neighbours by [`NodeId`]: which `NEIGHBORS` slot holds which neighbour
 //! is the facade's business (`neighbors.rs`), rebuilt from the map whenever it opens one.
 
@@ -11,11 +12,18 @@ mod neighbors;
 mod routes;
 mod stats;
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
 
-use aya::maps::{
-    Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
-    xdp::DevMapHash,
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+        xdp::DevMapHash,
+    },
+    sys::SyscallError,
 };
 use ipnet::IpNet;
 use matrix_common::{
@@ -52,6 +60,14 @@ pub enum DataPlaneError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("map {name} is not in the loaded object")]
+    MissingMap { name: &'static str },
+    #[error("cannot open map {name} of the loaded object")]
+    OpenLoaded {
+        name: &'static str,
+        #[source]
+        source: Box<MapError>,
+    },
     #[error("map {map}: {op} of {key} failed")]
     Map {
         map: &'static str,
@@ -78,7 +94,7 @@ pub enum DataPlaneError {
     Load(#[source] Box<aya::EbpfError>),
     #[error("program {name}: {op} failed")]
     Program {
-        name: &'static str,
+        name: String,
         op: String,
         #[source]
         source: Box<aya::programs::ProgramError>,
@@ -123,9 +139,66 @@ where
     T::try_from(map).map_err(open_err)
 }
 
-/// Handles on one node's pinned maps, and which neighbour holds which slot.
+/// The kernel map behind a map of a loaded object, for the map types the data plane has.
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LpmTrie(d)
+        | Map::DevMapHash(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// A second handle (a duplicated fd) on map `name` of a loaded object, which keeps its own.
+fn open_loaded<T>(ebpf: &Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let open_err = |source| DataPlaneError::OpenLoaded {
+        name,
+        source: Box::new(source),
+    };
+    let data = ebpf
+        .map(name)
+        .and_then(map_data)
+        .ok_or(DataPlaneError::MissingMap { name })?;
+    let fd = data.fd().as_fd().try_clone_to_owned().map_err(|io_error| {
+        open_err(MapError::from(SyscallError {
+            call: "dup",
+            io_error,
+        }))
+    })?;
+    let data = MapData::from_fd(fd).map_err(open_err)?;
+    let map = Map::from_map_data(data).map_err(open_err)?;
+    T::try_from(map).map_err(open_err)
+}
+
+/// Where the maps come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Pinned(&'a Path),
+    Loaded(&'a Ebpf),
+}
+
+impl Source<'_> {
+    fn open<T>(self, name: &'static str) -> Result<T>
+    where
+        T: TryFrom<Map, Error = MapError>,
+    {
+        match self {
+            Source::Pinned(dir) => open(dir, name),
+            Source::Loaded(ebpf) => open_loaded(ebpf, name),
+        }
+    }
+}
+
+/// Handles on one node's maps, and which neighbour holds which slot.
 pub struct DataPlane {
-    dir: PathBuf,
+    /// `None` for the maps of a loaded, unpinned object.
+    dir: Option<PathBuf>,
     config: Array<MapData, Config>,
     routes: LpmTrie<MapData, NodeKey, NextHopSet>,
     neighbors: Array<MapData, Neighbor>,
@@ -148,26 +221,37 @@ impl DataPlane {
                 dir: dir.to_path_buf(),
             });
         }
+        Self::from_source(Some(dir.to_path_buf()), Source::Pinned(dir))
+    }
+
+    /// The facade over the maps of an object loaded by [`load::load_unattached`], through
+    /// second handles: the object keeps its own, and its programs run on the same maps.
+    pub fn of_loaded(ebpf: &Ebpf) -> Result<Self> {
+        Self::from_source(None, Source::Loaded(ebpf))
+    }
+
+    fn from_source(dir: Option<PathBuf>, src: Source<'_>) -> Result<Self> {
         let mut dp = Self {
-            dir: dir.to_path_buf(),
-            config: open(dir, names::CONFIG)?,
-            routes: open(dir, names::ROUTES)?,
-            neighbors: open(dir, names::NEIGHBORS)?,
-            neigh_by_addr: open(dir, names::NEIGH_BY_ADDR)?,
-            overlay_v4: open(dir, names::OVERLAY_V4)?,
-            overlay_v6: open(dir, names::OVERLAY_V6)?,
-            egress: open(dir, names::EGRESS)?,
-            counters: open(dir, names::COUNTERS)?,
-            neigh_stats: open(dir, names::NEIGH_STATS)?,
-            demand: open(dir, names::DEMAND)?,
+            dir,
+            config: src.open(names::CONFIG)?,
+            routes: src.open(names::ROUTES)?,
+            neighbors: src.open(names::NEIGHBORS)?,
+            neigh_by_addr: src.open(names::NEIGH_BY_ADDR)?,
+            overlay_v4: src.open(names::OVERLAY_V4)?,
+            overlay_v6: src.open(names::OVERLAY_V6)?,
+            egress: src.open(names::EGRESS)?,
+            counters: src.open(names::COUNTERS)?,
+            neigh_stats: src.open(names::NEIGH_STATS)?,
+            demand: src.open(names::DEMAND)?,
             slots: neighbors::Slots::default(),
         };
         dp.slots = dp.adopt_slots()?;
         Ok(dp)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The pin directory; `None` for a loaded, unpinned object.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     pub fn config(&self) -> Result<Config> {
@@ -184,8 +268,15 @@ impl DataPlane {
 
     /// Lets the programs redirect to `ifindex`.
     pub fn add_egress(&mut self, ifindex: u32) -> Result<()> {
+        self.add_egress_alias(ifindex, ifindex)
+    }
+
+    /// Lets the programs redirect to `ifindex`, delivering out of interface `target`.
+    /// The agent maps each interface to itself ([`DataPlane::add_egress`]); the packet
+    /// fixtures alias a made-up ifindex to lo, so a redirect succeeds on any host.
+    pub fn add_egress_alias(&mut self, ifindex: u32, target: u32) -> Result<()> {
         self.egress
-            .insert(ifindex, ifindex, None, 0)
+            .insert(ifindex, target, None, 0)
             .map_err(|source| DataPlaneError::Egress {
                 ifindex,
                 source: Box::new(source),

@@ -9,7 +9,7 @@ use matrix_benches::{
     run::{self, Options},
     xdp_cost::{self, Settings},
 };
-use matrix_user::fixtures::{self, World};
+use matrix_testing::fixtures::{self, World};
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::from_args();

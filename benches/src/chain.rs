@@ -32,9 +32,9 @@ use aya::{
 };
 use ipnet::IpNet;
 use matrix_common::{Config, DEFAULT_HOP_LIMIT, bench::sink, names, programs};
+use matrix_testing::fixtures::{Encap, Inner};
 use matrix_user::{
     dataplane::{self, DataPlane, UnderlayLink},
-    fixtures::{Encap, Inner},
     node::{NodeId, NodePrefix},
 };
 use xtask::testbed::{State, Testbed, UpOptions};

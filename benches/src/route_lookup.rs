@@ -11,7 +11,7 @@
 use anyhow::Context as _;
 use aya::Ebpf;
 use matrix_common::{DROP_TOO_BIG, NextHopSet, PATH_TRANSIT};
-use matrix_user::fixtures::{
+use matrix_testing::fixtures::{
     self, Action, Encap, Expect, Fixture, Inner, Kind, NET_LOCAL, NET_TX, Prog, SLOT_REDIRECT,
     SLOT_SMALL_MTU, SLOT_TX, SMALL_MTU, World, arriving, ov4, relayed,
 };

@@ -1,5 +1,5 @@
 //! Per-packet cost of each XDP path, measured in the kernel with BPF_PROG_TEST_RUN on the
-//! packet fixtures of `matrix_user::fixtures`, as a ratio to the trivial XDP_TX program
+//! packet fixtures of `matrix_testing::fixtures`, as a ratio to the trivial XDP_TX program
 //! (`matrix_baseline_tx`) measured in the same round.
 //!
 //! Method. For XDP, BPF_PROG_TEST_RUN with `repeat` runs the program again and again on
@@ -40,7 +40,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use matrix_common::{COUNTER_SLOTS, DROP_NAMES, PATH_NAMES, VERDICT_NAMES, names};
-use matrix_user::fixtures::{self, Expect, Fixture, Prog};
+use matrix_testing::fixtures::{self, Expect, Fixture, Prog};
 use serde_json::{Value, json};
 
 use crate::run::{self, median, spread};

@@ -1,4 +1,4 @@
-//! Runs every packet fixture (`matrix_user::fixtures`) through the XDP programs with
+//! Runs every packet fixture (`matrix_testing::fixtures`) through the XDP programs with
 //! BPF_PROG_TEST_RUN and checks the verdict, the exact bytes out, and the COUNTERS and
 //! NEIGH_STATS deltas.
 //!
@@ -19,7 +19,7 @@ use matrix_common::{
     GENEVE_PORT, MAX_NEIGHBORS, NeighborStats, OuterV4, PATH_NAMES, PATH_PASSTHROUGH, VERDICT_DROP,
     VERDICT_NAMES, VERDICT_PASS, names,
 };
-use matrix_user::fixtures::{
+use matrix_testing::fixtures::{
     self, Action, Expect, Fixture, Kind, Prog, World, parse_outer, program,
 };
 
@@ -29,7 +29,7 @@ fn require_root() {
     assert!(
         euid == 0,
         "tests/xdp.rs loads XDP programs and needs root (euid is {euid}): \
-         run it as root, e.g. `sudo -E cargo test -p matrix-user --test xdp`"
+         run it as root, e.g. `sudo -E cargo test -p matrix-testing --test xdp`"
     );
 }
 

@@ -9,7 +9,7 @@ use matrix_benches::{
     run::{self, Options},
     xdp_cost::{self, Settings},
 };
-use matrix_user::fixtures::{self, World};
+use matrix_testing::fixtures::{self, World};
 
 fn main() -> anyhow::Result<()> {
     let opts = Options::from_args();
@@ -17,9 +17,9 @@ fn main() -> anyhow::Result<()> {
     run::catch_interrupts();
     // One CPU for every call: the per-CPU maps and caches stay warm, migrations add noise.
     run::pin_to_cpu(0, run::current_cpu())?;
-    let ebpf = fixtures::load(&World::standard()).context("load the data plane")?;
+    let inst = fixtures::load(&World::standard()).context("load the data plane")?;
     let settings = Settings::new(opts.quick);
-    let report = xdp_cost::measure(&[&ebpf], xdp_cost::standard_cases(), &settings)?;
+    let report = xdp_cost::measure(&[&inst.ebpf], xdp_cost::standard_cases(), &settings)?;
     report.print_table();
     let mut json = report.to_json();
     json["bench"] = "xdp_cost".into();

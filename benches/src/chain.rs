@@ -31,13 +31,10 @@ use aya::{
     programs::{Xdp, XdpMode, loaded_programs},
 };
 use ipnet::IpNet;
-use matrix_common::{
-    Config, DEFAULT_HOP_LIMIT, NEIGHBOR_F_RESOLVED, NEIGHBOR_F_VALID, Neighbor, NextHopSet, names,
-    programs,
-};
+use matrix_common::{Config, DEFAULT_HOP_LIMIT, bench::sink, names, programs};
+use matrix_testing::fixtures::{Encap, Inner};
 use matrix_user::{
-    dataplane::{self, DataPlane},
-    fixtures::{Encap, Inner},
+    dataplane::{self, DataPlane, UnderlayLink},
     node::{NodeId, NodePrefix},
 };
 use xtask::testbed::{State, Testbed, UpOptions};
@@ -57,8 +54,6 @@ pub const RELAY_PORT: u16 = 7000;
 const SINK_PORT: u16 = 7001;
 /// Destination port of plain and inner traffic (discard).
 const DISCARD_PORT: u16 = 9;
-const SINK_PROG: &str = "matrix_bench_sink";
-const SINK_MAP: &str = "BENCH_SINK";
 
 /// What the relay namespace runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,18 +116,9 @@ pub struct BenchProgs {
 
 impl BenchProgs {
     pub fn load() -> anyhow::Result<Self> {
-        let mut ebpf = aya::EbpfLoader::new()
-            .load(dataplane::object())
-            .context("load the XDP object")?;
-        for name in [generator::PROGRAM, SINK_PROG] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("no program {name} in the object"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("load {name}"))?;
-        }
+        let mut ebpf = dataplane::load::load_unattached().context("load the XDP object")?;
         let generator = Generator::take(&mut ebpf)?;
-        let sink = ebpf.take_map(SINK_MAP).context("no BENCH_SINK map")?;
+        let sink = (ebpf.take_map(sink::MAP)).with_context(|| format!("no map {}", sink::MAP))?;
         Ok(BenchProgs {
             ebpf,
             generator,
@@ -166,19 +152,19 @@ impl BenchProgs {
     /// Frames and bytes the sink program has counted, over every chain and CPU.
     pub fn sink_count(&self) -> anyhow::Result<(u64, u64)> {
         let sum = |slot: u32| -> anyhow::Result<u64> { Ok(self.sink.get(&slot, 0)?.iter().sum()) };
-        Ok((sum(0)?, sum(1)?))
+        Ok((sum(sink::FRAMES)?, sum(sink::BYTES)?))
     }
 
     /// Attaches the counting sink to `iface` in namespace `ns`.
     fn attach_sink(&mut self, ns: &str, iface: &str) -> anyhow::Result<()> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut(SINK_PROG)
+            .program_mut(sink::PROGRAM)
             .context("no sink program")?
             .try_into()?;
         netns::in_netns(ns, || {
             prog.attach(iface, XdpMode::Default)
-                .with_context(|| format!("attach {SINK_PROG} to {iface} in {ns}"))
+                .with_context(|| format!("attach {} to {iface} in {ns}", sink::PROGRAM))
                 .map(drop)
         })
     }
@@ -189,10 +175,9 @@ struct PlaneSpec<'a> {
     ns: &'a str,
     pin: &'a str,
     node: NodeId,
-    /// Neighbour slots in order.
-    neighbors: Vec<Neighbor>,
-    /// Destination node -> neighbour slot.
-    routes: Vec<(NodeId, u32)>,
+    neighbors: Vec<Peer>,
+    /// Destination node -> the neighbour it is reached through.
+    routes: Vec<(NodeId, NodeId)>,
     overlay: Vec<(IpNet, NodeId)>,
     underlay: Vec<&'a str>,
     workload: Vec<&'a str>,
@@ -265,18 +250,24 @@ fn node_id(state: &State, name: &str) -> anyhow::Result<NodeId> {
         .map_err(|e| anyhow!("node {name} id {}: {e}", n.id))
 }
 
-/// Our end and the far end of a link, as a resolved neighbour.
-fn neighbor(node: NodeId, local: (Link, [u8; 4]), remote: (Link, [u8; 4])) -> Neighbor {
-    Neighbor {
-        node_id: node.0,
+/// A neighbour as the agent would configure it, with the MAC it would learn.
+struct Peer {
+    node: NodeId,
+    link: UnderlayLink,
+    mac: [u8; 6],
+}
+
+/// Our end and the far end of a link.
+fn neighbor(node: NodeId, local: (Link, [u8; 4]), remote: (Link, [u8; 4])) -> Peer {
+    let link = UnderlayLink {
         ifindex: local.0.ifindex,
         mtu: local.0.mtu,
-        flags: NEIGHBOR_F_VALID | NEIGHBOR_F_RESOLVED,
-        local_ipv4: local.1,
-        remote_ipv4: remote.1,
+        local_ipv4: local.1.into(),
+        remote_ipv4: remote.1.into(),
         local_mac: local.0.mac,
-        remote_mac: remote.0.mac,
-    }
+    };
+    let mac = remote.0.mac;
+    Peer { node, link, mac }
 }
 
 /// Loads a data plane as the agent does (pinned maps, verified programs), fills its
@@ -294,14 +285,15 @@ fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(PinnedPlane, Vec<WatchedP
             hop_limit: DEFAULT_HOP_LIMIT as u32,
             flags: 0,
         })?;
-        for (slot, n) in spec.neighbors.iter().enumerate() {
-            dp.add_egress(n.ifindex)?;
-            dp.set_neighbor(slot as u32, *n)?;
+        for n in &spec.neighbors {
+            dp.add_egress(n.link.ifindex)?;
+            dp.set_neighbor(n.node, n.link)?;
+            dp.resolve_neighbor(n.node, n.mac)?;
         }
         dp.install_routes(
             spec.routes
                 .iter()
-                .map(|&(dst, slot)| (NodePrefix::host(dst), NextHopSet::new(&[(slot, 1)]))),
+                .map(|&(dst, via)| (NodePrefix::host(dst), [(via, 1)])),
         )?;
         for &(net, owner) in &spec.overlay {
             dp.add_overlay_prefix(net, owner)?;
@@ -399,7 +391,7 @@ impl Chain {
                 neighbor(src_id, relay_in_l, src_l),
                 neighbor(sink_id, relay_out_l, sink_l),
             ],
-            routes: vec![(src_id, 0), (sink_id, 1)],
+            routes: vec![(src_id, src_id), (sink_id, sink_id)],
             overlay: Vec::new(),
             underlay: vec![relay_in, relay_out],
             workload: Vec::new(),
@@ -476,7 +468,7 @@ impl Chain {
                         pin: &src.pin,
                         node: src_id,
                         neighbors: vec![neighbor(relay_id, src_l, relay_in_l)],
-                        routes: vec![(relay_id, 0), (sink_id, 0)],
+                        routes: vec![(relay_id, relay_id), (sink_id, relay_id)],
                         overlay,
                         underlay: vec![src_if],
                         workload: vec![&src_wl.iface],
@@ -490,7 +482,7 @@ impl Chain {
                         pin: &sink.pin,
                         node: sink_id,
                         neighbors: vec![neighbor(relay_id, sink_l, relay_out_l)],
-                        routes: vec![(relay_id, 0), (src_id, 0)],
+                        routes: vec![(relay_id, relay_id), (src_id, relay_id)],
                         overlay: Vec::new(),
                         underlay: vec![sink_if],
                         workload: Vec::new(),

@@ -29,24 +29,15 @@ use aya::{
     maps::{Array, MapData},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
+pub use matrix_common::bench::generator::PROGRAM;
+use matrix_common::bench::generator::{
+    DONE, DURATION, FRAME_MAP, INTERVAL, INVOCATIONS, RESTORE_WORDS, SENT, SLOTS, STATE_MAP,
+};
 
 use crate::run;
 
 /// Frames per kernel batch (the kernel's maximum is 256; 64 is NAPI's budget).
 pub const BATCH: u32 = 64;
-pub const PROGRAM: &str = "matrix_bench_gen";
-const STATE_MAP: &str = "BENCH_GEN";
-const FRAME_MAP: &str = "BENCH_GEN_FRAME";
-
-// `BENCH_GEN` slots, as in matrix-ebpf's main.rs.
-const INTERVAL: usize = 0;
-const DURATION: usize = 1;
-const SENT: usize = 4;
-const INVOCATIONS: usize = 5;
-const DONE: usize = 6;
-const SLOTS: usize = 8;
-/// Header words restored before each send (72 bytes): the smallest frame is 78 bytes.
-const RESTORE_WORDS: usize = 9;
 
 /// The first call of a run lasts about this long (at a conservative rate guess), to
 /// measure how fast the program is invoked.

@@ -2,7 +2,7 @@
 //! ([`DataPlane::install_route`] one at a time, as the agent's map writer does, and
 //! [`DataPlane::install_routes`] for a burst), against the raw ceiling: a tight loop of
 //! `bpf(BPF_MAP_UPDATE_ELEM)` syscalls through libc on the same pinned map, with the
-//! same keys and value, prepared beforehand.
+//! same keys and value (the one the facade wrote), prepared beforehand.
 //!
 //! The map is a real pinned data plane (`dataplane::load`, as the agent loads it), under
 //! `/sys/fs/bpf/matrix/<prefix>-mapupd`, removed afterwards also on failure. It is
@@ -15,15 +15,16 @@
 //! updates whatever the kernel offers.
 
 use std::{
+    net::Ipv4Addr,
     os::fd::{AsFd as _, AsRawFd as _},
     time::Instant,
 };
 
 use anyhow::Context as _;
-use aya::maps::MapData;
-use matrix_common::{NextHopSet, names};
+use aya::maps::{LpmTrie, Map, MapData, lpm_trie::Key};
+use matrix_common::{NextHopSet, NodeKey, names};
 use matrix_user::{
-    dataplane::{self, DataPlane},
+    dataplane::{self, DataPlane, UnderlayLink},
     node::{NodeId, NodePrefix},
 };
 use serde_json::{Value, json};
@@ -34,6 +35,8 @@ use crate::{
 };
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+/// The two neighbours every route goes through, with equal weights.
+const VIA: [(NodeId, u32); 2] = [(NodeId(0x0001_0002), 1), (NodeId(0x0001_0003), 1)];
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// The LPM trie key as the kernel reads it (`struct bpf_lpm_trie_key_u8` with 4 bytes).
@@ -118,12 +121,16 @@ fn raw_update_batch(fd: i32, keys: &[LpmKey], values: &[NextHopSet]) -> std::io:
     Ok(attr.count)
 }
 
+/// The pinned ROUTES map, read raw.
+type RawRoutes = LpmTrie<MapData, NodeKey, NextHopSet>;
+
 /// Whether BPF_MAP_UPDATE_BATCH works on the LPM trie: a batch of distinct values, read
-/// back through the facade, then the routes restored.
+/// back raw, then the routes restored through the facade.
 fn probe_batch(
     dp: &mut DataPlane,
     fd: i32,
-    routes: &[(NodePrefix, NextHopSet)],
+    raw: &RawRoutes,
+    routes: &[(NodePrefix, [(NodeId, u32); 2])],
     keys: &[LpmKey],
 ) -> anyhow::Result<(bool, String)> {
     let n = keys.len().min(16);
@@ -138,11 +145,10 @@ fn probe_batch(
         Err(e) => return Ok((false, format!("failed: {e}"))),
         Ok(count) => count,
     };
-    let back = dp.routes()?;
-    let written = routes[..n]
+    let written = keys[..n]
         .iter()
         .zip(&marked)
-        .filter(|((dst, _), want)| back.iter().any(|r| r.dst == *dst && r.set == **want))
+        .filter(|(k, want)| raw.get(&Key::new(k.prefixlen, k.data), 0).ok() == Some(**want))
         .count();
     dp.install_routes(routes[..n].iter().copied())?;
     Ok((
@@ -165,11 +171,23 @@ pub fn run(prefix: &str, n: usize, rounds: usize) -> anyhow::Result<Value> {
     let dir = dataplane::pin_dir(&format!("{prefix}-mapupd"));
     let _plane = PinnedPlane::load(&dir)?;
     let mut dp = DataPlane::open(&dir)?;
+    // The routes' next hops, added as the agent adds neighbours (made-up links: no
+    // packet is sent).
+    for (i, &(node, _)) in VIA.iter().enumerate() {
+        let i = i as u8 + 1;
+        let link = UnderlayLink {
+            ifindex: 1,
+            mtu: 1500,
+            local_ipv4: Ipv4Addr::new(192, 0, 2, 2 * i),
+            remote_ipv4: Ipv4Addr::new(192, 0, 2, 2 * i + 1),
+            local_mac: [0x02, 0, 0, 0, i, 1],
+        };
+        dp.set_neighbor(node, link)?;
+    }
     let ids = fill_ids(n);
-    let set = NextHopSet::new(&[(1, 1), (2, 1)]);
-    let routes: Vec<(NodePrefix, NextHopSet)> = ids
+    let routes: Vec<(NodePrefix, [(NodeId, u32); 2])> = ids
         .iter()
-        .map(|&id| (NodePrefix::host(NodeId(id)), set))
+        .map(|&id| (NodePrefix::host(NodeId(id)), VIA))
         .collect();
     let keys: Vec<LpmKey> = ids
         .iter()
@@ -180,12 +198,18 @@ pub fn run(prefix: &str, n: usize, rounds: usize) -> anyhow::Result<Value> {
         .collect();
     let routes_map = MapData::from_pin(dir.join(names::ROUTES)).context("open pinned ROUTES")?;
     let fd = routes_map.fd().as_fd().as_raw_fd();
+    let raw: RawRoutes = LpmTrie::try_from(Map::from_map_data(
+        MapData::from_pin(dir.join(names::ROUTES)).context("open pinned ROUTES")?,
+    )?)?;
 
     // First fill: new entries.
     let t = Instant::now();
     dp.install_routes(routes.iter().copied())?;
     let insert_rate = n as f64 / t.elapsed().as_secs_f64();
-    let (batch_works, batch) = probe_batch(&mut dp, fd, &routes, &keys)?;
+    // The value the raw writes repeat: what the facade wrote for the same next hops.
+    let first = &keys[0];
+    let set = raw.get(&Key::new(first.prefixlen, first.data), 0)?;
+    let (batch_works, batch) = probe_batch(&mut dp, fd, &raw, &routes, &keys)?;
     println!("BPF_MAP_UPDATE_BATCH on the LPM trie: {batch}");
     let values = vec![set; n];
 
@@ -202,8 +226,8 @@ pub fn run(prefix: &str, n: usize, rounds: usize) -> anyhow::Result<Value> {
             let t = Instant::now();
             match methods[i] {
                 Method::Facade => {
-                    for (dst, set) in &routes {
-                        dp.install_route(*dst, *set)?;
+                    for (dst, via) in &routes {
+                        dp.install_route(*dst, via)?;
                     }
                 }
                 Method::FacadeBurst => {

@@ -10,11 +10,12 @@
 
 use anyhow::Context as _;
 use aya::Ebpf;
-use matrix_common::{DROP_TOO_BIG, NextHopSet, PATH_TRANSIT};
-use matrix_user::fixtures::{
-    self, Action, Encap, Expect, Fixture, Inner, Kind, NET_LOCAL, NET_TX, Prog, SLOT_REDIRECT,
-    SLOT_SMALL_MTU, SLOT_TX, SMALL_MTU, World, arriving, ov4, relayed,
+use matrix_common::{DROP_TOO_BIG, PATH_TRANSIT};
+use matrix_testing::fixtures::{
+    self, Action, Encap, Expect, Fixture, Inner, Instance, Kind, NET_LOCAL, NET_TX, NODE_REDIRECT,
+    NODE_SMALL_MTU, NODE_TX, Prog, SMALL_MTU, World, arriving, ov4, relayed,
 };
+use matrix_user::node::{NodeId, NodePrefix};
 use serde_json::{Value, json};
 
 use crate::{
@@ -48,11 +49,12 @@ pub fn world(n: usize) -> World {
     let mut w = World::standard();
     for id in ids {
         let via = if id == too_big {
-            SLOT_SMALL_MTU
+            NODE_SMALL_MTU
         } else {
-            SLOT_TX
+            NODE_TX
         };
-        w.routes.push((32, id, NextHopSet::new(&[(via, 1)])));
+        let dst = NodePrefix::host(NodeId(id));
+        w.routes.push((dst, vec![(NodeId(via), 1)]));
     }
     w
 }
@@ -77,10 +79,10 @@ fn fixture(name: String, input: &Encap, expect: Expect, output: Vec<u8>) -> Fixt
 fn cases(n: usize, instance: usize) -> [Case; 2] {
     let (transit_dst, big_dst) = destinations(&fill_ids(n));
     let inner = Inner::v4(ov4(NET_LOCAL, 10), ov4(NET_TX, 20)).tcp(40000, 80);
-    let transit = arriving(SLOT_REDIRECT, &inner, transit_dst);
-    let out = relayed(&transit, SLOT_TX).build();
+    let transit = arriving(NODE_REDIRECT, &inner, transit_dst);
+    let out = relayed(&transit, NODE_TX).build();
     let big_inner = inner.ip_len(SMALL_MTU as usize - fixtures::ENCAP_GROWTH + 1);
-    let big = arriving(SLOT_REDIRECT, &big_inner, big_dst);
+    let big = arriving(NODE_REDIRECT, &big_inner, big_dst);
     let (t, b) = (format!("transit_{n}"), format!("too_big_{n}"));
     let tx = Expect::Counted(Action::Tx, PATH_TRANSIT);
     let drop = Expect::Counted(Action::Drop, DROP_TOO_BIG);
@@ -98,12 +100,12 @@ fn cases(n: usize, instance: usize) -> [Case; 2] {
 
 /// Loads one instance per size and measures; returns the report and the JSON.
 pub fn run(settings: &Settings) -> anyhow::Result<(Report, Value)> {
-    let mut instances: Vec<Ebpf> = Vec::new();
+    let mut instances: Vec<Instance> = Vec::new();
     for n in SIZES {
         println!("loading an instance with {n} routes");
         instances.push(fixtures::load(&world(n)).with_context(|| format!("{n} routes"))?);
     }
-    let refs: Vec<&Ebpf> = instances.iter().collect();
+    let refs: Vec<&Ebpf> = instances.iter().map(|i| &i.ebpf).collect();
     let mut all = vec![Case::new(
         "baseline_tx",
         0,

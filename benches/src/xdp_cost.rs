@@ -1,5 +1,5 @@
 //! Per-packet cost of each XDP path, measured in the kernel with BPF_PROG_TEST_RUN on the
-//! packet fixtures of `matrix_user::fixtures`, as a ratio to the trivial XDP_TX program
+//! packet fixtures of `matrix_testing::fixtures`, as a ratio to the trivial XDP_TX program
 //! (`matrix_baseline_tx`) measured in the same round.
 //!
 //! Method. For XDP, BPF_PROG_TEST_RUN with `repeat` runs the program again and again on
@@ -40,7 +40,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use matrix_common::{COUNTER_SLOTS, DROP_NAMES, PATH_NAMES, VERDICT_NAMES, names};
-use matrix_user::fixtures::{self, Expect, Fixture, Prog};
+use matrix_testing::fixtures::{self, Expect, Fixture, Prog};
 use serde_json::{Value, json};
 
 use crate::run::{self, median, spread};
@@ -145,8 +145,8 @@ pub fn standard_cases() -> Vec<Case> {
 /// with an IPv6 inner packet, built the way the table builds its rows.
 fn underlay_drops_v6() -> Vec<Case> {
     use fixtures::{
-        Action, Inner, Kind, NET_LOCAL, NET_SMALL_MTU, NET_TX, NODE_DOWN, NODE_SMALL_MTU, NODE_TX,
-        NODE_UNROUTED, REMOTE_SOURCE, SLOT_REDIRECT, SLOT_TX, SMALL_MTU, UNKNOWN_PEER, VNI,
+        Action, Inner, Kind, NET_LOCAL, NET_SMALL_MTU, NET_TX, NODE_DOWN, NODE_REDIRECT,
+        NODE_SMALL_MTU, NODE_TX, NODE_UNROUTED, REMOTE_SOURCE, SMALL_MTU, UNKNOWN_PEER, VNI,
         arriving, ov6,
     };
     use matrix_common::{
@@ -154,7 +154,7 @@ fn underlay_drops_v6() -> Vec<Case> {
         DROP_UNKNOWN_NEIGHBOR, DROP_UNKNOWN_OPTION, ETH_HDR_LEN,
     };
     let inner = |net| Inner::v6(ov6(NET_LOCAL, 10), ov6(net, 20));
-    let to_tx = arriving(SLOT_REDIRECT, &inner(NET_TX).tcp(40000, 80), NODE_TX);
+    let to_tx = arriving(NODE_REDIRECT, &inner(NET_TX).tcp(40000, 80), NODE_TX);
     let ip_len = (to_tx.build().len() - ETH_HDR_LEN) as u16;
     let big = inner(NET_SMALL_MTU)
         .tcp(1, 2)
@@ -184,7 +184,7 @@ fn underlay_drops_v6() -> Vec<Case> {
         ),
         (
             "drop_too_big_v6",
-            arriving(SLOT_TX, &big, NODE_SMALL_MTU),
+            arriving(NODE_TX, &big, NODE_SMALL_MTU),
             DROP_TOO_BIG,
         ),
         (

@@ -6,6 +6,7 @@
 //! memory is not aligned, and byte arrays keep the structs at alignment 1.
 #![no_std]
 
+pub mod bench;
 pub mod counters;
 pub mod flow;
 pub mod maps;

@@ -150,21 +150,20 @@ pub fn routes(node: Option<&str>, json: bool, detail: bool) -> anyhow::Result<()
         eprintln!("no agent answers for {name}: showing the installed routes only");
     }
     let dp = DataPlane::open(&dir)?;
-    let neighbors = dp.neighbors()?;
     let rows: Vec<MapRoute> = dp
         .routes()?
         .into_iter()
         .map(|r| MapRoute {
             dst: r.dst.to_string(),
-            next_hops: r.set.hops[..r.set.count as usize]
+            next_hops: r
+                .next_hops
                 .iter()
                 .map(|h| HopRow {
-                    node: neighbors
-                        .iter()
-                        .find(|(s, _)| *s == h.neighbor)
-                        .map(|(_, n)| NodeId(n.node_id).to_string())
-                        .unwrap_or_else(|| format!("slot {}?", h.neighbor)),
-                    slot: h.neighbor,
+                    node: h
+                        .node
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| format!("slot {}?", h.slot)),
+                    slot: h.slot,
                     weight: h.weight,
                 })
                 .collect(),

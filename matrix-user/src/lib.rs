@@ -6,6 +6,5 @@ pub mod agent;
 pub mod cli;
 pub use matrix_schema::config;
 pub mod dataplane;
-pub mod fixtures;
 pub mod net;
 pub use matrix_routing::node;

@@ -3,8 +3,7 @@
 //! overwritten; a refused map write is logged and counted (`matrix status`).
 
 use log::{info, warn};
-use matrix_common::NextHopSet;
-use matrix_routing::Action;
+use matrix_routing::{Action, NodeId};
 
 use super::driver::Driver;
 
@@ -19,14 +18,14 @@ impl Driver<'_> {
                     if self.static_dsts.contains(&dst) {
                         continue;
                     }
-                    let members: Vec<(u32, u32)> = next_hops
-                        .iter()
-                        .filter_map(|(n, w)| self.slots.get(n).map(|s| (*s, *w)))
+                    let members: Vec<(NodeId, u32)> = next_hops
+                        .into_iter()
+                        .filter(|(n, _)| self.dp.has_neighbor(*n))
                         .collect();
                     if members.is_empty() {
                         continue;
                     }
-                    if let Err(e) = self.dp.install_route(dst, NextHopSet::new(&members)) {
+                    if let Err(e) = self.dp.install_route(dst, &members) {
                         warn!("{e:#}");
                         self.map_errors += 1;
                     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use log::{info, warn};
-use matrix_common::{ENCAP_MTU_OVERHEAD, NEIGHBOR_F_VALID, Neighbor, NextHopSet};
+use matrix_common::ENCAP_MTU_OVERHEAD;
 use matrix_routing::{Router, RouterConfig};
 
 use super::{
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    dataplane::DataPlane,
+    dataplane::{DataPlane, UnderlayLink},
     net::{self, Interface},
     node::NodePrefix,
 };
@@ -44,38 +44,27 @@ pub(super) fn fill(
         dp.add_egress(u.ifindex)?;
     }
     let old_neighbors = dp.neighbors()?;
-    for (slot, n) in config.neighbors.iter().enumerate() {
-        let slot = slot as u32;
+    for n in &config.neighbors {
         let (iface, ucfg) = underlay
             .iter()
             .zip(&config.underlay)
             .find(|(i, _)| i.name == n.iface)
             .expect("config validation ties every neighbour to an underlay interface");
-        // Keep a MAC learnt by a previous agent run: forwarding goes on meanwhile.
-        let prev = old_neighbors.iter().find(|(s, o)| {
-            *s == slot && o.remote_ipv4 == n.address.octets() && o.node_id == n.node.0
-        });
-        let (remote_mac, flags) = match prev {
-            Some((_, o)) => (o.remote_mac, o.flags),
-            None => ([0; 6], NEIGHBOR_F_VALID),
-        };
+        // A MAC learnt by a previous agent run is kept: forwarding goes on meanwhile.
         dp.set_neighbor(
-            slot,
-            Neighbor {
-                node_id: n.node.0,
+            n.node,
+            UnderlayLink {
                 ifindex: iface.ifindex,
                 mtu: iface.mtu,
-                flags,
-                local_ipv4: ucfg.address.octets(),
-                remote_ipv4: n.address.octets(),
+                local_ipv4: ucfg.address,
+                remote_ipv4: n.address,
                 local_mac: iface.mac,
-                remote_mac,
             },
         )?;
     }
-    for (slot, _) in old_neighbors {
-        if slot as usize >= config.neighbors.len() {
-            dp.clear_neighbor(slot)?;
+    for (node, _) in old_neighbors {
+        if !config.neighbors.iter().any(|n| n.node == node) {
+            dp.clear_neighbor(node)?;
         }
     }
 
@@ -90,19 +79,7 @@ pub(super) fn fill(
 
     let mut wanted = BTreeSet::new();
     for r in &config.routes {
-        let members: Vec<(u32, u32)> = r
-            .via
-            .iter()
-            .map(|(id, w)| {
-                let slot = config
-                    .neighbors
-                    .iter()
-                    .position(|n| n.node == *id)
-                    .expect("config validation ties every `via` to a neighbour");
-                (slot as u32, *w)
-            })
-            .collect();
-        dp.install_route(r.dst, NextHopSet::new(&members))?;
+        dp.install_route(r.dst, &r.via)?;
         wanted.insert(r.dst);
     }
     let stale: Vec<NodePrefix> = dp

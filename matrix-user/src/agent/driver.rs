@@ -45,7 +45,6 @@ pub struct Driver<'a> {
     pub(super) config: &'a Config,
     pub(super) routing: Option<Routing>,
     listener: UnixListener,
-    pub(super) slots: HashMap<NodeId, u32>,
     /// Neighbour MACs written to the data plane from authenticated datagrams.
     pub(super) macs: HashMap<NodeId, [u8; 6]>,
     pub(super) static_dsts: BTreeSet<NodePrefix>,
@@ -67,12 +66,6 @@ impl<'a> Driver<'a> {
             config,
             routing,
             listener,
-            slots: config
-                .neighbors
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.node, i as u32))
-                .collect(),
             macs: HashMap::new(),
             static_dsts: config.routes.iter().map(|r| r.dst).collect(),
             fixed_prefixes: config

@@ -25,10 +25,10 @@ impl Driver<'_> {
             );
             return;
         }
-        let Some(&slot) = self.slots.get(&from) else {
+        if !self.dp.has_neighbor(from) {
             return;
-        };
-        match self.dp.resolve_neighbor(slot, mac) {
+        }
+        match self.dp.resolve_neighbor(from, mac) {
             Ok(()) => {
                 info!(
                     "neighbour {from} is at {} (from its authenticated datagrams)",
@@ -88,8 +88,7 @@ impl Driver<'_> {
         let Some(r) = &mut self.routing else { return };
         let now = std::time::Instant::now();
         for n in &self.config.neighbors {
-            let slot = self.slots[&n.node];
-            if let Ok(s) = self.dp.neighbor_stats(slot) {
+            if let Ok(s) = self.dp.neighbor_stats(n.node) {
                 r.router.handle(
                     now,
                     Event::LinkLoad {

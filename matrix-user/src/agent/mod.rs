@@ -109,9 +109,8 @@ fn teardown(loaded: Loaded) {
 /// resolved (or that changed) into the map. Returns whether all are resolved.
 pub(crate) fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::Result<bool> {
     let mut all = true;
-    for (slot, n) in config.neighbors.iter().enumerate() {
-        let slot = slot as u32;
-        let cur = dp.neighbor(slot)?;
+    for n in &config.neighbors {
+        let cur = dp.neighbor(n.node)?;
         match net::arp_lookup(n.address, &n.iface) {
             Some(mac) if !cur.usable() || cur.remote_mac != mac => {
                 info!(
@@ -120,7 +119,7 @@ pub(crate) fn resolve_neighbors(dp: &mut DataPlane, config: &Config) -> anyhow::
                     n.address,
                     dataplane::mac_string(mac)
                 );
-                dp.resolve_neighbor(slot, mac)?;
+                dp.resolve_neighbor(n.node, mac)?;
             }
             Some(_) => {}
             None => {

@@ -1,4 +1,5 @@
-//! Loading, pinning, attaching and tearing down the XDP programs of one node.
+//! Loading, pinning, attaching and tearing down the XDP programs of one node; and
+//! loading them without pins or attachment, for BPF_PROG_TEST_RUN.
 
 use std::path::{Path, PathBuf};
 
@@ -52,7 +53,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         program(&mut ebpf, name)?
             .load()
             .map_err(|e| DataPlaneError::Program {
-                name,
+                name: name.into(),
                 op: "load (verifier)".into(),
                 source: Box::new(e),
             })?;
@@ -76,19 +77,40 @@ fn is_bpffs(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| DataPlaneError::Program {
-            name,
+            name: name.into(),
             op: "find in object".into(),
             source: Box::new(aya::programs::ProgramError::NotLoaded),
         })?;
     prog.try_into().map_err(|e| DataPlaneError::Program {
-        name,
+        name: name.into(),
         op: "cast to XDP".into(),
         source: Box::new(e),
     })
+}
+
+/// Loads the object with private maps (not pinned: they go with the returned object)
+/// and every program in it verified, attaching none: what BPF_PROG_TEST_RUN needs (the
+/// packet fixtures, the benches). [`DataPlane::of_loaded`](super::DataPlane::of_loaded)
+/// opens its maps.
+pub fn load_unattached() -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .load(object())
+        .map_err(|e| DataPlaneError::Load(Box::new(e)))?;
+    let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
+    for name in names {
+        program(&mut ebpf, &name)?
+            .load()
+            .map_err(|e| DataPlaneError::Program {
+                name: name.clone(),
+                op: "load (verifier)".into(),
+                source: Box::new(e),
+            })?;
+    }
+    Ok(ebpf)
 }
 
 impl Loaded {
@@ -102,7 +124,7 @@ impl Loaded {
         program(&mut self.ebpf, name)?
             .attach(iface, XdpMode::Default)
             .map_err(|e| DataPlaneError::Program {
-                name,
+                name: name.into(),
                 op: format!("attach to {iface}"),
                 source: Box::new(e),
             })?;

@@ -1,33 +1,44 @@
 //! The one facade over the XDP programs and their maps: domain calls
 //! (`install_route`, `set_neighbor`, `stats`) instead of raw map handles spread around.
 //!
-//! [`DataPlane`] works on the pinned maps of one node, so the agent and every CLI
-//! client use the same code; [`load`] loads, pins and attaches the programs.
+//! [`DataPlane`] works on the maps of one node, pinned or of a loaded object, so the
+//! agent, every CLI client and the tests use the same code; [`load`] loads, pins and
+//! attaches the programs.
+//! Callers name neighbours by [`NodeId`]: which `NEIGHBORS` slot holds which neighbour
+//! is the facade's business (`neighbors.rs`), rebuilt from the map whenever it opens one.
 
 pub mod load;
+mod neighbors;
+mod routes;
 mod stats;
 
 use std::{
-    net::Ipv4Addr,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
-use aya::maps::{
-    Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
-    xdp::DevMapHash,
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, lpm_trie::Key,
+        xdp::DevMapHash,
+    },
+    sys::SyscallError,
 };
 use ipnet::IpNet;
 use matrix_common::{
-    COUNTER_SLOTS, Config, MAX_NEIGHBORS, NEIGHBOR_F_RESOLVED, NEIGHBOR_F_VALID, Neighbor,
-    NeighborStats, NextHopSet, NodeKey, OverlayOwner, names,
+    COUNTER_SLOTS, Config, MAX_NEIGHBORS, MAX_NEXT_HOPS, Neighbor, NeighborStats, NextHopSet,
+    NodeKey, OverlayOwner, names,
 };
 
+pub use neighbors::UnderlayLink;
+pub use routes::{RouteEntry, RouteHop};
 pub use stats::{NeighborRow, Stats, mac_string};
 
 use crate::node::{NodeId, NodePrefix};
 
 /// Root of every node's pin directory.
-pub const PIN_ROOT: &str = "/sys/fs/bpf/matrix";
+pub use matrix_schema::PIN_ROOT;
 
 /// The compiled `matrix-ebpf` object, embedded at build time by `build.rs`.
 pub fn object() -> &'static [u8] {
@@ -49,6 +60,14 @@ pub enum DataPlaneError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("map {name} is not in the loaded object")]
+    MissingMap { name: &'static str },
+    #[error("cannot open map {name} of the loaded object")]
+    OpenLoaded {
+        name: &'static str,
+        #[source]
+        source: Box<MapError>,
+    },
     #[error("map {map}: {op} of {key} failed")]
     Map {
         map: &'static str,
@@ -63,13 +82,19 @@ pub enum DataPlaneError {
         #[source]
         source: Box<aya::maps::xdp::XdpMapError>,
     },
-    #[error("neighbour slot {slot} is out of range (max {max})", max = MAX_NEIGHBORS - 1)]
-    SlotRange { slot: u32 },
+    #[error("no neighbour {node} in the data plane")]
+    UnknownNeighbor { node: NodeId },
+    #[error("no free neighbour slot for {node}: all {MAX_NEIGHBORS} are taken")]
+    NoFreeSlot { node: NodeId },
+    #[error("route {dst}: next hop {node} is not a neighbour in the data plane")]
+    UnknownNextHop { dst: NodePrefix, node: NodeId },
+    #[error("route {dst}: {count} next hops, at most {MAX_NEXT_HOPS} fit")]
+    TooManyNextHops { dst: NodePrefix, count: usize },
     #[error("loading the XDP object failed")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("program {name}: {op} failed")]
     Program {
-        name: &'static str,
+        name: String,
         op: String,
         #[source]
         source: Box<aya::programs::ProgramError>,
@@ -114,9 +139,66 @@ where
     T::try_from(map).map_err(open_err)
 }
 
-/// Handles on one node's pinned maps.
+/// The kernel map behind a map of a loaded object, for the map types the data plane has.
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LpmTrie(d)
+        | Map::DevMapHash(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// A second handle (a duplicated fd) on map `name` of a loaded object, which keeps its own.
+fn open_loaded<T>(ebpf: &Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let open_err = |source| DataPlaneError::OpenLoaded {
+        name,
+        source: Box::new(source),
+    };
+    let data = ebpf
+        .map(name)
+        .and_then(map_data)
+        .ok_or(DataPlaneError::MissingMap { name })?;
+    let fd = data.fd().as_fd().try_clone_to_owned().map_err(|io_error| {
+        open_err(MapError::from(SyscallError {
+            call: "dup",
+            io_error,
+        }))
+    })?;
+    let data = MapData::from_fd(fd).map_err(open_err)?;
+    let map = Map::from_map_data(data).map_err(open_err)?;
+    T::try_from(map).map_err(open_err)
+}
+
+/// Where the maps come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Pinned(&'a Path),
+    Loaded(&'a Ebpf),
+}
+
+impl Source<'_> {
+    fn open<T>(self, name: &'static str) -> Result<T>
+    where
+        T: TryFrom<Map, Error = MapError>,
+    {
+        match self {
+            Source::Pinned(dir) => open(dir, name),
+            Source::Loaded(ebpf) => open_loaded(ebpf, name),
+        }
+    }
+}
+
+/// Handles on one node's maps, and which neighbour holds which slot.
 pub struct DataPlane {
-    dir: PathBuf,
+    /// `None` for the maps of a loaded, unpinned object.
+    dir: Option<PathBuf>,
     config: Array<MapData, Config>,
     routes: LpmTrie<MapData, NodeKey, NextHopSet>,
     neighbors: Array<MapData, Neighbor>,
@@ -127,40 +209,49 @@ pub struct DataPlane {
     counters: PerCpuArray<MapData, u64>,
     neigh_stats: PerCpuArray<MapData, NeighborStats>,
     demand: PerCpuHashMap<MapData, u32, u64>,
-}
-
-/// A route as read back from the map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteEntry {
-    pub dst: NodePrefix,
-    pub set: NextHopSet,
+    slots: neighbors::Slots,
 }
 
 impl DataPlane {
-    /// Opens the maps pinned under `dir`.
+    /// Opens the maps pinned under `dir` (a running or an earlier agent's), and learns
+    /// which neighbour holds which slot from them.
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.join(names::CONFIG).exists() {
             return Err(DataPlaneError::NotPinned {
                 dir: dir.to_path_buf(),
             });
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            config: open(dir, names::CONFIG)?,
-            routes: open(dir, names::ROUTES)?,
-            neighbors: open(dir, names::NEIGHBORS)?,
-            neigh_by_addr: open(dir, names::NEIGH_BY_ADDR)?,
-            overlay_v4: open(dir, names::OVERLAY_V4)?,
-            overlay_v6: open(dir, names::OVERLAY_V6)?,
-            egress: open(dir, names::EGRESS)?,
-            counters: open(dir, names::COUNTERS)?,
-            neigh_stats: open(dir, names::NEIGH_STATS)?,
-            demand: open(dir, names::DEMAND)?,
-        })
+        Self::from_source(Some(dir.to_path_buf()), Source::Pinned(dir))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The facade over the maps of an object loaded by [`load::load_unattached`], through
+    /// second handles: the object keeps its own, and its programs run on the same maps.
+    pub fn of_loaded(ebpf: &Ebpf) -> Result<Self> {
+        Self::from_source(None, Source::Loaded(ebpf))
+    }
+
+    fn from_source(dir: Option<PathBuf>, src: Source<'_>) -> Result<Self> {
+        let mut dp = Self {
+            dir,
+            config: src.open(names::CONFIG)?,
+            routes: src.open(names::ROUTES)?,
+            neighbors: src.open(names::NEIGHBORS)?,
+            neigh_by_addr: src.open(names::NEIGH_BY_ADDR)?,
+            overlay_v4: src.open(names::OVERLAY_V4)?,
+            overlay_v6: src.open(names::OVERLAY_V6)?,
+            egress: src.open(names::EGRESS)?,
+            counters: src.open(names::COUNTERS)?,
+            neigh_stats: src.open(names::NEIGH_STATS)?,
+            demand: src.open(names::DEMAND)?,
+            slots: neighbors::Slots::default(),
+        };
+        dp.slots = dp.adopt_slots()?;
+        Ok(dp)
+    }
+
+    /// The pin directory; `None` for a loaded, unpinned object.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     pub fn config(&self) -> Result<Config> {
@@ -177,128 +268,19 @@ impl DataPlane {
 
     /// Lets the programs redirect to `ifindex`.
     pub fn add_egress(&mut self, ifindex: u32) -> Result<()> {
+        self.add_egress_alias(ifindex, ifindex)
+    }
+
+    /// Lets the programs redirect to `ifindex`, delivering out of interface `target`.
+    /// The agent maps each interface to itself ([`DataPlane::add_egress`]); the packet
+    /// fixtures alias a made-up ifindex to lo, so a redirect succeeds on any host.
+    pub fn add_egress_alias(&mut self, ifindex: u32, target: u32) -> Result<()> {
         self.egress
-            .insert(ifindex, ifindex, None, 0)
+            .insert(ifindex, target, None, 0)
             .map_err(|source| DataPlaneError::Egress {
                 ifindex,
                 source: Box::new(source),
             })
-    }
-
-    /// Writes neighbour `slot` and indexes its underlay address, so packets from it are
-    /// accepted.
-    pub fn set_neighbor(&mut self, slot: u32, neighbor: Neighbor) -> Result<()> {
-        if slot >= MAX_NEIGHBORS {
-            return Err(DataPlaneError::SlotRange { slot });
-        }
-        // Index first: a slot is never reachable by address before it is written...
-        self.neighbors
-            .set(slot, neighbor, 0)
-            .map_err(map_err(names::NEIGHBORS, "write", slot))?;
-        // ...and the address only maps to a fully written slot.
-        self.neigh_by_addr
-            .insert(neighbor.remote_ipv4, slot, 0)
-            .map_err(map_err(
-                names::NEIGH_BY_ADDR,
-                "insert",
-                Ipv4Addr::from(neighbor.remote_ipv4),
-            ))
-    }
-
-    /// Forgets neighbour `slot`.
-    pub fn clear_neighbor(&mut self, slot: u32) -> Result<()> {
-        let old = self.neighbor(slot)?;
-        if old.flags & NEIGHBOR_F_VALID != 0 {
-            match self.neigh_by_addr.remove(&old.remote_ipv4) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => {
-                    return Err(map_err(
-                        names::NEIGH_BY_ADDR,
-                        "remove",
-                        Ipv4Addr::from(old.remote_ipv4),
-                    )(e));
-                }
-            }
-        }
-        self.neighbors
-            .set(slot, Neighbor::default(), 0)
-            .map_err(map_err(names::NEIGHBORS, "write", slot))
-    }
-
-    pub fn neighbor(&self, slot: u32) -> Result<Neighbor> {
-        self.neighbors
-            .get(&slot, 0)
-            .map_err(map_err(names::NEIGHBORS, "read", slot))
-    }
-
-    /// Every configured neighbour with its slot.
-    pub fn neighbors(&self) -> Result<Vec<(u32, Neighbor)>> {
-        let mut out = Vec::new();
-        for slot in 0..MAX_NEIGHBORS {
-            let n = self.neighbor(slot)?;
-            if n.flags & NEIGHBOR_F_VALID != 0 {
-                out.push((slot, n));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Marks neighbour `slot` resolved with its underlay MAC.
-    pub fn resolve_neighbor(&mut self, slot: u32, mac: [u8; 6]) -> Result<()> {
-        let mut n = self.neighbor(slot)?;
-        n.remote_mac = mac;
-        n.flags |= NEIGHBOR_F_RESOLVED;
-        self.set_neighbor(slot, n)
-    }
-
-    /// Installs or replaces the next-hop set of `dst` in one map update, so the old set
-    /// serves packets until the new one is in place.
-    pub fn install_route(&mut self, dst: NodePrefix, set: NextHopSet) -> Result<()> {
-        let key = Key::new(dst.len, dst.id.0.to_be_bytes());
-        self.routes
-            .insert(&key, set, 0)
-            .map_err(map_err(names::ROUTES, "insert", dst))
-    }
-
-    /// Installs or replaces many routes in order, each as [`DataPlane::install_route`]
-    /// does: one map update per route, so every route is whole at every instant. Not one
-    /// `BPF_MAP_UPDATE_BATCH` call: the kernel takes it on the LPM trie, but aya 0.14 has
-    /// no batch call and this crate forbids unsafe code (the `map_update` bench times
-    /// both). Stops at the first failure, with the routes before it installed; returns
-    /// how many were written.
-    pub fn install_routes(
-        &mut self,
-        routes: impl IntoIterator<Item = (NodePrefix, NextHopSet)>,
-    ) -> Result<usize> {
-        let mut written = 0;
-        for (dst, set) in routes {
-            self.install_route(dst, set)?;
-            written += 1;
-        }
-        Ok(written)
-    }
-
-    pub fn remove_route(&mut self, dst: NodePrefix) -> Result<()> {
-        let key = Key::new(dst.len, dst.id.0.to_be_bytes());
-        self.routes
-            .remove(&key)
-            .map_err(map_err(names::ROUTES, "remove", dst))
-    }
-
-    pub fn routes(&self) -> Result<Vec<RouteEntry>> {
-        let mut out = Vec::new();
-        for item in self.routes.iter() {
-            let (key, set) = item.map_err(map_err(names::ROUTES, "iterate", "-"))?;
-            out.push(RouteEntry {
-                dst: NodePrefix {
-                    id: NodeId(u32::from_be_bytes(key.data())),
-                    len: key.prefix_len(),
-                },
-                set,
-            });
-        }
-        out.sort_by_key(|r| r.dst);
-        Ok(out)
     }
 
     /// Records that overlay prefix `net` is owned by node `owner`.
@@ -383,22 +365,6 @@ impl DataPlane {
                     .map_err(map_err(names::COUNTERS, "read", slot))
             })
             .collect()
-    }
-
-    /// Traffic with neighbour `slot`, summed over CPUs.
-    pub fn neighbor_stats(&self, slot: u32) -> Result<NeighborStats> {
-        let per_cpu =
-            self.neigh_stats
-                .get(&slot, 0)
-                .map_err(map_err(names::NEIGH_STATS, "read", slot))?;
-        Ok(per_cpu
-            .iter()
-            .fold(NeighborStats::default(), |a, s| NeighborStats {
-                rx_packets: a.rx_packets + s.rx_packets,
-                rx_bytes: a.rx_bytes + s.rx_bytes,
-                tx_packets: a.tx_packets + s.tx_packets,
-                tx_bytes: a.tx_bytes + s.tx_bytes,
-            }))
     }
 }
 

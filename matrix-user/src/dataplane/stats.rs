@@ -41,10 +41,11 @@ pub fn mac_string(mac: [u8; 6]) -> String {
 }
 
 impl DataPlane {
+    /// Every valid `NEIGHBORS` entry in slot order, with its traffic.
     pub fn neighbor_rows(&self) -> Result<Vec<NeighborRow>> {
         let mut rows = Vec::new();
-        for (slot, n) in self.neighbors()? {
-            let s = self.neighbor_stats(slot)?;
+        for (slot, n) in self.valid_slots()? {
+            let s = self.slot_stats(slot)?;
             rows.push(NeighborRow {
                 slot,
                 node: NodeId(n.node_id).to_string(),

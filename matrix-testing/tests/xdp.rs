@@ -1,6 +1,8 @@
-//! Runs every packet fixture (`matrix_user::fixtures`) through the XDP programs with
-//! BPF_PROG_TEST_RUN and checks the verdict, the exact bytes out, and the COUNTERS and
-//! NEIGH_STATS deltas.
+//! Runs every packet fixture (`matrix_testing::fixtures`) through the XDP programs with
+//! BPF_PROG_TEST_RUN and checks the verdict, the exact bytes out, and the COUNTERS,
+//! NEIGH_STATS and DEMAND deltas. The world is built through the `DataPlane` facade;
+//! neighbour traffic is read back through it too, by NodeId, and checked against the raw
+//! map, so that nothing is counted where no neighbour is.
 //!
 //! Needs root (BPF_PROG_LOAD, map creation): without it the tests fail, they never skip.
 //! Each test loads its own object with unpinned maps, so the tests run in parallel.
@@ -19,9 +21,10 @@ use matrix_common::{
     GENEVE_PORT, MAX_NEIGHBORS, NeighborStats, OuterV4, PATH_NAMES, PATH_PASSTHROUGH, VERDICT_DROP,
     VERDICT_NAMES, VERDICT_PASS, names,
 };
-use matrix_user::fixtures::{
-    self, Action, Expect, Fixture, Kind, Prog, World, parse_outer, program,
+use matrix_testing::fixtures::{
+    self, Action, Expect, Fixture, Instance, Kind, Prog, World, parse_outer, program,
 };
+use matrix_user::node::NodeId;
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -29,13 +32,13 @@ fn require_root() {
     assert!(
         euid == 0,
         "tests/xdp.rs loads XDP programs and needs root (euid is {euid}): \
-         run it as root, e.g. `sudo -E cargo test -p matrix-user --test xdp`"
+         run it as root, e.g. `sudo -E cargo test -p matrix-testing --test xdp`"
     );
 }
 
-fn load(world: &World) -> Ebpf {
+fn load(world: &World) -> Instance {
     require_root();
-    fixtures::load(world).expect("load the data plane and write the fixture world")
+    fixtures::load(world).expect("load the data plane and build the fixture world")
 }
 
 struct RunResult {
@@ -78,28 +81,37 @@ fn run(ebpf: &Ebpf, prog: Prog, frame: &[u8]) -> anyhow::Result<RunResult> {
 /// COUNTERS, NEIGH_STATS and DEMAND, each summed over CPUs.
 struct Snapshot {
     counters: Vec<u64>,
-    neigh: Vec<NeighborStats>,
+    /// Per neighbour, through the facade.
+    neigh: BTreeMap<u32, NeighborStats>,
+    /// Over every slot of the map, raw.
+    neigh_total: NeighborStats,
     demand: BTreeMap<u32, u64>,
 }
 
-fn snapshot(ebpf: &Ebpf) -> anyhow::Result<Snapshot> {
+fn add(a: NeighborStats, b: &NeighborStats) -> NeighborStats {
+    NeighborStats {
+        rx_packets: a.rx_packets + b.rx_packets,
+        rx_bytes: a.rx_bytes + b.rx_bytes,
+        tx_packets: a.tx_packets + b.tx_packets,
+        tx_bytes: a.tx_bytes + b.tx_bytes,
+    }
+}
+
+fn snapshot(inst: &Instance) -> anyhow::Result<Snapshot> {
+    let ebpf = &inst.ebpf;
     let map = |name| ebpf.map(name).ok_or_else(|| anyhow!("no map {name}"));
     let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map(names::COUNTERS)?)?;
     let counters = (0..COUNTER_SLOTS)
         .map(|i| Ok(counters.get(&i, 0)?.iter().sum()))
         .collect::<anyhow::Result<_>>()?;
-    let stats: PerCpuArray<_, NeighborStats> = PerCpuArray::try_from(map(names::NEIGH_STATS)?)?;
-    let neigh = (0..MAX_NEIGHBORS)
-        .map(|i| {
-            let per_cpu = stats.get(&i, 0)?;
-            Ok(NeighborStats {
-                rx_packets: per_cpu.iter().map(|s| s.rx_packets).sum(),
-                rx_bytes: per_cpu.iter().map(|s| s.rx_bytes).sum(),
-                tx_packets: per_cpu.iter().map(|s| s.tx_packets).sum(),
-                tx_bytes: per_cpu.iter().map(|s| s.tx_bytes).sum(),
-            })
-        })
+    let neigh = (inst.dp.neighbors()?.into_iter())
+        .map(|(node, _)| Ok((node.0, inst.dp.neighbor_stats(node)?)))
         .collect::<anyhow::Result<_>>()?;
+    let stats: PerCpuArray<_, NeighborStats> = PerCpuArray::try_from(map(names::NEIGH_STATS)?)?;
+    let mut neigh_total = NeighborStats::default();
+    for i in 0..MAX_NEIGHBORS {
+        neigh_total = stats.get(&i, 0)?.iter().fold(neigh_total, add);
+    }
     let demand: PerCpuHashMap<_, u32, u64> = PerCpuHashMap::try_from(map(names::DEMAND)?)?;
     let demand = demand
         .iter()
@@ -108,6 +120,7 @@ fn snapshot(ebpf: &Ebpf) -> anyhow::Result<Snapshot> {
     Ok(Snapshot {
         counters,
         neigh,
+        neigh_total,
         demand,
     })
 }
@@ -266,14 +279,14 @@ fn stats_delta(before: &NeighborStats, after: &NeighborStats) -> NeighborStats {
 }
 
 /// Runs one fixture; returns what is wrong with the outcome.
-fn check(ebpf: &Ebpf, f: &Fixture) -> Vec<String> {
+fn check(inst: &Instance, f: &Fixture) -> Vec<String> {
     let mut errors = Vec::new();
-    let before = snapshot(ebpf).expect("read counters");
-    let r = match run(ebpf, f.prog, &f.input) {
+    let before = snapshot(inst).expect("read counters");
+    let r = match run(&inst.ebpf, f.prog, &f.input) {
         Ok(r) => r,
         Err(e) => return vec![format!("test_run failed: {e:#}")],
     };
-    let after = snapshot(ebpf).expect("read counters");
+    let after = snapshot(inst).expect("read counters");
     let action = Action::from_code(r.action);
 
     // The action, and the counter slots that must have moved by exactly one.
@@ -307,14 +320,33 @@ fn check(ebpf: &Ebpf, f: &Fixture) -> Vec<String> {
             ));
         }
     }
-    for slot in 0..MAX_NEIGHBORS as usize {
-        let delta = stats_delta(&before.neigh[slot], &after.neigh[slot]);
-        let expected = f.neigh_delta(slot as u32);
+    for f_node in f.neigh.iter().map(|(n, _)| n) {
+        if !after.neigh.contains_key(f_node) {
+            errors.push(format!("NEIGH_STATS: {} is no neighbour", NodeId(*f_node)));
+        }
+    }
+    let mut neighbors_delta = NeighborStats::default();
+    for (node, after_n) in &after.neigh {
+        let delta = stats_delta(&before.neigh[node], after_n);
+        neighbors_delta = add(neighbors_delta, &delta);
+        let expected = f.neigh_delta(*node);
         if delta != expected {
+            let node = NodeId(*node);
             errors.push(format!(
-                "NEIGH_STATS[{slot}]: expected {expected:?}, got {delta:?}"
+                "NEIGH_STATS[{node}]: expected {expected:?}, got {delta:?}"
             ));
         }
+    }
+    // Counters only grow: the whole map moving by exactly the neighbours' deltas means
+    // that no slot without a neighbour moved.
+    let elsewhere = stats_delta(
+        &neighbors_delta,
+        &stats_delta(&before.neigh_total, &after.neigh_total),
+    );
+    if elsewhere != NeighborStats::default() {
+        errors.push(format!(
+            "NEIGH_STATS of slots no neighbour holds: expected no change, got {elsewhere:?}"
+        ));
     }
     // Encapsulation counts the packet in DEMAND under its destination node; nothing else does.
     let mut want_demand = before.demand.clone();
@@ -342,7 +374,7 @@ fn check(ebpf: &Ebpf, f: &Fixture) -> Vec<String> {
 
 /// Runs every fixture of `kind` on a fresh object and reports all failures at once.
 fn run_kind(kind: Kind) {
-    let ebpf = load(&World::standard());
+    let inst = load(&World::standard());
     let table: Vec<Fixture> = fixtures::all()
         .into_iter()
         .filter(|f| f.kind == kind)
@@ -351,7 +383,7 @@ fn run_kind(kind: Kind) {
     let failures: Vec<String> = table
         .iter()
         .filter_map(|f| {
-            let errors = check(&ebpf, f);
+            let errors = check(&inst, f);
             (!errors.is_empty()).then(|| format!("{}:\n    {}", f.name, errors.join("\n    ")))
         })
         .collect();
@@ -407,7 +439,7 @@ fn unconfigured_node_passes_everything() {
         config: Config::default(),
         ..World::standard()
     };
-    let ebpf = load(&world);
+    let inst = load(&world);
     for name in [
         "underlay/decap_v4_tcp",
         "underlay/transit_tx_v4_tcp",
@@ -423,7 +455,7 @@ fn unconfigured_node_passes_everything() {
             neigh: Vec::new(),
             ..f
         };
-        let errors = check(&ebpf, &f);
+        let errors = check(&inst, &f);
         assert!(
             errors.is_empty(),
             "{name} (unconfigured):\n    {}",
@@ -438,15 +470,15 @@ fn unconfigured_node_passes_everything() {
 /// checked either: see the report of the data-plane review.
 #[test]
 fn missing_egress_entry_is_an_internal_drop() {
-    let ebpf = load(&World {
+    let inst = load(&World {
         egress: Vec::new(),
         ..World::standard()
     });
     for name in ["underlay/transit_redirect_v4_udp", "workload/encap_v6_udp"] {
         let f = fixtures::by_name(name);
-        let before = snapshot(&ebpf).unwrap();
-        let r = run(&ebpf, f.prog, &f.input).unwrap();
-        let after = snapshot(&ebpf).unwrap();
+        let before = snapshot(&inst).unwrap();
+        let r = run(&inst.ebpf, f.prog, &f.input).unwrap();
+        let after = snapshot(&inst).unwrap();
         assert_eq!(r.action, Action::Drop as u32, "{name}");
         let delta: Vec<u64> = (0..COUNTER_SLOTS as usize)
             .map(|s| after.counters[s] - before.counters[s])
@@ -456,7 +488,8 @@ fn missing_egress_entry_is_an_internal_drop() {
         assert_eq!(delta, want, "{name}: COUNTERS deltas");
         // Nothing left the node: no transmit load on any neighbour, no demand recorded.
         let tx = |s: &Snapshot| -> Vec<(u64, u64)> {
-            s.neigh.iter().map(|n| (n.tx_packets, n.tx_bytes)).collect()
+            let all = s.neigh.values().chain([&s.neigh_total]);
+            all.map(|n| (n.tx_packets, n.tx_bytes)).collect()
         };
         assert!(
             tx(&after) == tx(&before),
@@ -472,16 +505,16 @@ fn missing_egress_entry_is_an_internal_drop() {
 /// The counters are per CPU and summed: many runs add up exactly.
 #[test]
 fn counters_accumulate_over_runs() {
-    let ebpf = load(&World::standard());
+    let inst = load(&World::standard());
     let f = fixtures::by_name("underlay/drop_no_route");
-    let before = snapshot(&ebpf).unwrap();
+    let before = snapshot(&inst).unwrap();
     for _ in 0..100 {
         assert_eq!(
-            run(&ebpf, Prog::Underlay, &f.input).unwrap().action,
+            run(&inst.ebpf, Prog::Underlay, &f.input).unwrap().action,
             Action::Drop as u32
         );
     }
-    let after = snapshot(&ebpf).unwrap();
+    let after = snapshot(&inst).unwrap();
     let Expect::Counted(_, reason) = f.expect else {
         unreachable!()
     };
@@ -489,5 +522,5 @@ fn counters_accumulate_over_runs() {
         after.counters[reason as usize] - before.counters[reason as usize],
         100
     );
-    assert!(ebpf.map(names::COUNTERS).is_some());
+    assert!(inst.ebpf.map(names::COUNTERS).is_some());
 }

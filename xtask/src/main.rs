@@ -80,6 +80,18 @@ enum TestbedCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Stop one node's agent and start it again with the same config (SIGTERM: it
+    /// detaches and unpins first), or with --kill as a crash would end it (SIGKILL:
+    /// what it pinned stays, for the new agent to adopt). Starts an agent that is not
+    /// running.
+    Restart {
+        #[command(flatten)]
+        name: NameArgs,
+        node: String,
+        /// SIGKILL the running agent instead of stopping it cleanly.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Run a command in a node's namespace (NODE, or NODE/w<i> for a workload, or
     /// l<k> for the bridge namespace of tapped link k).
     Exec {
@@ -185,6 +197,27 @@ fn testbed_cmd(cmd: TestbedCmd) -> Result<ExitCode> {
             } else {
                 print!("{}", testbed::status_table(&state));
             }
+        }
+        TestbedCmd::Restart { name, node, kill } => {
+            let prefix = pick_name(&name)?;
+            // A handle on the running testbed: dropping it leaves the testbed up.
+            let mut tb = testbed::Testbed::open(&prefix)?;
+            let ended = if tb.state().node(&node).is_some_and(testbed::agent_running) {
+                if kill {
+                    format!("killed pid {}", tb.kill_agent(&node)?)
+                } else {
+                    format!("stopped pid {}", tb.stop_agent(&node)?)
+                }
+            } else {
+                "none was running".into()
+            };
+            let pid = tb.restart_agent(&node)?;
+            let n = tb.node(&node);
+            println!(
+                "testbed {prefix}: agent of {node}: {ended}, started pid {pid} (restart {}); log {}",
+                n.restarts,
+                n.log.display()
+            );
         }
         TestbedCmd::Exec { name, node, cmd } => {
             let state = testbed::load(&pick_name(&name)?)?;

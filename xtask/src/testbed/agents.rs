@@ -1,8 +1,10 @@
 //! Agent processes: start one per node, wait until each has resolved its neighbours,
-//! stop them (and anything else left in the testbed's namespaces).
+//! kill one as a crash would, stop them (and anything else left in the testbed's
+//! namespaces).
 
 use std::{
-    fs::File,
+    fs::OpenOptions,
+    io::Write as _,
     os::unix::process::CommandExt,
     path::Path,
     process::{Command, Stdio},
@@ -15,24 +17,45 @@ use crate::cmd;
 
 const POLL: Duration = Duration::from_millis(200);
 const LOG_TAIL_LINES: usize = 30;
+/// Starts each restarted agent's part of a log (see [`current_log`]).
+const RESTART_MARK: &str = "---- testbed: agent restarted";
 
 /// Starts `bin agent --config <node.config>` in the node's namespace, output to its log,
 /// in a process group of its own (a Ctrl-C meant for xtask must not reach it: `down`
 /// stops it in order). Returns the pid (`nsenter` execs, so it is the agent's).
 ///
+/// The first agent of a node starts a new log; a restarted one (`node.restarts` > 0)
+/// appends to it after a marker line, so the log of the agent it replaces stays.
+///
 /// `nsenter --net`, not `ip netns exec`: the latter remounts /sys for the namespace,
 /// which hides the bpffs at /sys/fs/bpf where the agent pins its maps.
 pub fn start(bin: &Path, node: &Node) -> Result<u32, TestbedError> {
-    let log = File::create(&node.log).map_err(|source| TestbedError::Io {
-        action: "create agent log",
-        path: node.log.clone(),
-        source,
-    })?;
-    let err = log.try_clone().map_err(|source| TestbedError::Io {
-        action: "duplicate agent log handle",
-        path: node.log.clone(),
-        source,
-    })?;
+    let io_err = |action| {
+        let path = node.log.clone();
+        move |source| TestbedError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut log = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(node.restarts > 0)
+        .truncate(node.restarts == 0)
+        .open(&node.log)
+        .map_err(io_err("open agent log"))?;
+    if node.restarts > 0 {
+        writeln!(
+            log,
+            "{RESTART_MARK} ({} of {}) ----",
+            node.restarts, node.name
+        )
+        .map_err(io_err("write agent log"))?;
+    }
+    let err = log
+        .try_clone()
+        .map_err(io_err("duplicate agent log handle"))?;
     let mut c = Command::new("nsenter");
     c.arg(format!("--net=/run/netns/{}", node.netns))
         .arg("--")
@@ -101,6 +124,48 @@ pub fn wait_ready(
     }
 }
 
+/// Waits until the agent `pid` of `node` answers on its control socket (`matrix status`
+/// succeeds), then until it reports its `neighbours` resolved. `matrix neighbors` alone
+/// is no proof of a live agent: with none running it reads the pinned maps, which a
+/// killed agent leaves behind.
+pub fn wait_answering(
+    bin: &Path,
+    node: &Node,
+    neighbours: usize,
+    timeout: Duration,
+) -> Result<(), TestbedError> {
+    let start = Instant::now();
+    let mut c = Command::new(bin);
+    c.args(["status", "--node", &node.pin, "--json"]);
+    loop {
+        if let Some(pid) = node.pid
+            && let Some(status) = exited(pid)
+        {
+            return Err(TestbedError::AgentExited {
+                node: node.name.clone(),
+                status,
+                log: node.log.clone(),
+                tail: log_tail(&node.log),
+            });
+        }
+        match cmd::run(&mut c) {
+            Ok(_) => break,
+            Err(e) if start.elapsed() >= timeout => {
+                return Err(TestbedError::AgentNotReady {
+                    node: node.name.clone(),
+                    waited: timeout,
+                    detail: e.to_string(),
+                    log: node.log.clone(),
+                    tail: log_tail(&node.log),
+                });
+            }
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let left = timeout.saturating_sub(start.elapsed());
+    wait_ready(bin, std::slice::from_ref(node), &[neighbours], left)
+}
+
 /// `Ok` when `matrix neighbors --node <pin> --json` lists at least `expected`
 /// neighbours and all of them resolved; else why not.
 fn ready(bin: &Path, node: &Node, expected: usize) -> Result<(), String> {
@@ -153,6 +218,21 @@ fn exited(pid: u32) -> Option<String> {
     }
 }
 
+/// SIGKILLs `pid`, as a crash would end it, and waits up to `timeout` until it is gone
+/// (reaped if it is our child). Returns whether it went.
+pub fn kill(pid: u32, timeout: Duration) -> bool {
+    // SAFETY: kill has no memory preconditions; a stale pid just fails with ESRCH.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let until = Instant::now() + timeout;
+    while exited(pid).is_none() {
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 /// Sends SIGTERM to `pids`, waits up to `grace` for them to end, then SIGKILLs the
 /// rest. Returns the pids that needed SIGKILL.
 pub fn stop(pids: &[u32], grace: Duration) -> Vec<u32> {
@@ -196,4 +276,20 @@ pub fn log_tail(path: &Path) -> String {
         }
         Err(e) => format!("(cannot read: {e})"),
     }
+}
+
+/// The part of a node's log written by its current agent: after the last restart
+/// marker, or all of it when the agent was never restarted.
+pub fn current_log(path: &Path) -> Result<String, TestbedError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TestbedError::Io {
+        action: "read agent log",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(match text.rfind(RESTART_MARK) {
+        Some(at) => text[at..]
+            .split_once('\n')
+            .map_or(String::new(), |(_, rest)| rest.to_string()),
+        None => text,
+    })
 }

@@ -11,6 +11,7 @@
 mod agent_config;
 mod agents;
 mod netns;
+mod restart;
 mod state;
 mod wire;
 
@@ -35,6 +36,10 @@ use crate::{
 /// Where agents pin their maps and programs.
 pub use matrix_schema::PIN_ROOT;
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long an agent may take from its start until it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a SIGKILLed agent may take to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 const MAX_PREFIX_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +96,18 @@ pub enum TestbedError {
         log: PathBuf,
         tail: String,
     },
+    #[error("agent of node `{node}` is not running (pid {pid:?})")]
+    AgentNotRunning { node: String, pid: Option<u32> },
+    #[error(
+        "agent of node `{node}` still runs (pid {pid}): kill or stop it before starting another"
+    )]
+    AgentRunning { node: String, pid: u32 },
+    #[error("agent of node `{node}` (pid {pid}) still there {waited:?} after SIGKILL")]
+    AgentNotKilled {
+        node: String,
+        pid: u32,
+        waited: Duration,
+    },
     #[error("testbed `{prefix}` has no node or namespace `{target}` ({known})")]
     UnknownTarget {
         prefix: String,
@@ -130,7 +147,7 @@ impl Default for UpOptions {
         UpOptions {
             agents: true,
             matrix_bin: cargo::matrix_bin(),
-            ready_timeout: Duration::from_secs(20),
+            ready_timeout: READY_TIMEOUT,
             routing: None,
         }
     }
@@ -142,6 +159,10 @@ impl Default for UpOptions {
 pub struct Testbed {
     state: State,
     dir: PathBuf,
+    /// How long a (re)started agent may take to get ready.
+    ready_timeout: Duration,
+    /// Set once the testbed is down, or when this handle does not own it: nothing
+    /// to tear down on drop.
     gone: AtomicBool,
 }
 
@@ -180,6 +201,7 @@ impl Testbed {
         let mut tb = Testbed {
             state: State::plan(&topo, prefix, &topology, &dir),
             dir,
+            ready_timeout: opts.ready_timeout,
             gone: AtomicBool::new(false),
         };
         fs::create_dir_all(&tb.dir).map_err(|source| TestbedError::Io {
@@ -201,6 +223,7 @@ impl Testbed {
             })?;
         }
         if opts.agents {
+            tb.state.matrix_bin = Some(opts.matrix_bin.clone());
             for i in 0..tb.state.nodes.len() {
                 let pid = agents::start(&opts.matrix_bin, &tb.state.nodes[i])?;
                 tb.state.nodes[i].pid = Some(pid);
@@ -217,6 +240,18 @@ impl Testbed {
             )?;
         }
         Ok(tb)
+    }
+
+    /// A handle on testbed `prefix`, brought up earlier (by another process too), from
+    /// its saved state. Dropping it leaves the testbed running; [`Testbed::down`] still
+    /// removes it.
+    pub fn open(prefix: &str) -> Result<Testbed, TestbedError> {
+        Ok(Testbed {
+            state: load(prefix)?,
+            dir: state_dir(prefix),
+            ready_timeout: READY_TIMEOUT,
+            gone: AtomicBool::new(true),
+        })
     }
 
     fn save(&self) -> Result<(), TestbedError> {
@@ -279,6 +314,24 @@ impl Testbed {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run `ip netns exec {ns} ...`: {e}"))
+    }
+
+    /// Runs `f` on a new thread inside namespace `ns` (as [`Testbed::exec`] names it):
+    /// sockets it opens are that namespace's, so a test can be its own traffic source
+    /// or sink with exact timestamps.
+    ///
+    /// # Panics
+    /// The thread panics (seen at `join`) if it cannot enter the namespace.
+    pub fn spawn_in<T, F>(&self, ns: &str, f: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ns = resolve(&self.state, ns).unwrap_or_else(|_| ns.to_string());
+        std::thread::spawn(move || {
+            netns::enter(&ns).unwrap_or_else(|e| panic!("cannot enter namespace {ns}: {e}"));
+            f()
+        })
     }
 
     /// Stops the agents and removes every namespace, pin directory and state file of
@@ -499,9 +552,11 @@ pub fn agent_running(node: &Node) -> bool {
     })
 }
 
-/// `{"prefix", "nodes": [{"name", "id", "netns", "pin", "running", "workloads": [{"netns", "addr", ...}]}],
-/// "links": [{"a", "b", ..., "tap_netns", "tap"}]}`; `tap_netns` and `tap` (the `exec`
-/// target `l<k>`) are null for an untapped link.
+/// `{"prefix", "nodes": [{"name", "id", "netns", "pin", "pid", "running", "restarts",
+/// "workloads": [{"netns", "addr", ...}]}], "links": [{"a", "b", ..., "tap_netns", "tap"}]}`;
+/// `pid` is the current agent's (null before one started), `restarts` how many times it
+/// was started again; `tap_netns` and `tap` (the `exec` target `l<k>`) are null for an
+/// untapped link.
 pub fn status_json(state: &State) -> serde_json::Value {
     let mut v = serde_json::to_value(state).expect("state serializes");
     for (node, n) in state
@@ -522,13 +577,13 @@ pub fn status_json(state: &State) -> serde_json::Value {
 pub fn status_table(state: &State) -> String {
     let mut out = format!("testbed {} ({})\n", state.prefix, state.topology.display());
     out += &format!(
-        "{:<8} {:<7} {:<22} {:<16} {}\n",
-        "NODE", "ID", "NETNS", "AGENT", "WORKLOADS"
+        "{:<8} {:<7} {:<22} {:<16} {:<8} {}\n",
+        "NODE", "ID", "NETNS", "AGENT", "RESTARTS", "WORKLOADS"
     );
     for n in &state.nodes {
         let agent = match n.pid {
             Some(pid) if agent_running(n) => format!("pid {pid}"),
-            Some(_) => "exited".into(),
+            Some(pid) => format!("pid {pid} exited"),
             None => "-".into(),
         };
         let workloads: Vec<String> = n
@@ -542,8 +597,8 @@ pub fn status_table(state: &State) -> String {
             workloads.join(", ")
         };
         out += &format!(
-            "{:<8} {:<7} {:<22} {:<16} {}\n",
-            n.name, n.id, n.netns, agent, workloads
+            "{:<8} {:<7} {:<22} {:<16} {:<8} {}\n",
+            n.name, n.id, n.netns, agent, n.restarts, workloads
         );
     }
     out += "LINKS\n";

@@ -68,6 +68,21 @@ pub fn delete(ns: &str) -> Result<(), CmdError> {
     ip(["netns", "del", ns]).map(drop)
 }
 
+/// Moves the calling thread (only it: the rest of the process stays where it is) into
+/// namespace `ns`; sockets it opens from then on belong to that namespace.
+pub fn enter(ns: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::File::open(format!("/run/netns/{ns}"))?;
+    // SAFETY: setns only reads the fd, which `file` keeps open for the call;
+    // CLONE_NEWNET is allowed for one thread of a multithreaded process.
+    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub(super) fn sysctl(ns: &str, settings: &[(&str, u32)]) -> Result<(), CmdError> {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, "sysctl", "-q", "-w"]);

@@ -16,6 +16,10 @@ use crate::topology::Topology;
 pub struct State {
     pub prefix: String,
     pub topology: PathBuf,
+    /// The `matrix` binary the agents were started with; a restart runs the same one.
+    /// Absent in state files written before restarts existed.
+    #[serde(default)]
+    pub matrix_bin: Option<PathBuf>,
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,
 }
@@ -30,8 +34,11 @@ pub struct Node {
     pub pin: String,
     /// Whether the namespace forwards IP (only nodes with workloads do).
     pub forwarding: bool,
-    /// The agent's pid, once started.
+    /// The pid of the node's current agent, once started (after a restart, the new one).
     pub pid: Option<u32>,
+    /// How many times the agent was started again after the first time.
+    #[serde(default)]
+    pub restarts: u32,
     pub config: PathBuf,
     pub log: PathBuf,
     pub underlay: Vec<Underlay>,
@@ -150,6 +157,7 @@ impl State {
                     netns,
                     forwarding: topo.forwards(i),
                     pid: None,
+                    restarts: 0,
                     config: dir.join(format!("{}.toml", n.name)),
                     log: dir.join(format!("{}.log", n.name)),
                     underlay,
@@ -160,6 +168,7 @@ impl State {
         State {
             prefix: prefix.to_string(),
             topology: topology.to_path_buf(),
+            matrix_bin: None,
             nodes,
             links,
         }
@@ -178,5 +187,30 @@ impl State {
 
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_without_restart_fields_still_load() {
+        let topo = crate::topology::parse(
+            "[[node]]\nname = \"a\"\nid = \"0.1\"\n[[node]]\nname = \"b\"\nid = \"0.2\"\n\
+             [[link]]\na = \"a\"\nb = \"b\"\n",
+            "test",
+        )
+        .unwrap();
+        let mut state = State::plan(&topo, "mx", Path::new("t.toml"), Path::new("/tmp/mx"));
+        state.nodes[0].pid = Some(42);
+        let mut v = serde_json::to_value(&state).unwrap();
+        v.as_object_mut().unwrap().remove("matrix_bin").unwrap();
+        for n in v["nodes"].as_array_mut().unwrap() {
+            n.as_object_mut().unwrap().remove("restarts").unwrap();
+        }
+        let old: State = serde_json::from_value(v).unwrap();
+        assert_eq!(old, state);
+        assert_eq!(old.nodes[0].restarts, 0);
     }
 }

@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// instead of static routes.
     #[arg(long, conflicts_with = "iface")]
     routing: Option<String>,
+    /// Testbed name of the demo fleet, the prefix of its namespaces and pins, so two
+    /// demos can run side by side. A stale demo of the default name is replaced; a
+    /// name given here must be free.
+    #[arg(long, default_value = DEMO_PREFIX, conflicts_with = "iface")]
+    name: String,
     /// Run an agent on this NIC instead of the demo (with --config).
     #[arg(long, requires = "config")]
     iface: Option<String>,
@@ -43,12 +48,16 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.iface.is_none() {
+        testbed::check_prefix(&args.name).context("--name")?;
+    }
     let bin = crate::build()?;
     if let (Some(iface), Some(config)) = (&args.iface, &args.config) {
         return Err(exec_agent(&bin, iface, config));
     }
     demo(
         &bin,
+        &args.name,
         args.duration.map(Duration::from_secs),
         args.routing.clone(),
     )?;
@@ -94,7 +103,12 @@ fn exec_agent(bin: &Path, iface: &str, config: &Path) -> anyhow::Error {
     anyhow::Error::new(err).context(format!("cannot exec {} agent", bin.display()))
 }
 
-fn demo(bin: &Path, duration: Option<Duration>, routing: Option<String>) -> Result<()> {
+fn demo(
+    bin: &Path,
+    prefix: &str,
+    duration: Option<Duration>,
+    routing: Option<String>,
+) -> Result<()> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
@@ -107,15 +121,17 @@ fn demo(bin: &Path, duration: Option<Duration>, routing: Option<String>) -> Resu
         );
     }
     let topology = cargo::workspace_root().join("topologies/line.toml");
-    testbed::down(DEMO_PREFIX).context("removing a stale demo")?;
-    println!("demo: bringing up {} as {DEMO_PREFIX}", topology.display());
+    if prefix == DEMO_PREFIX {
+        testbed::down(prefix).context("removing a stale demo")?;
+    }
+    println!("demo: bringing up {} as {prefix}", topology.display());
     let opts = testbed::UpOptions {
         matrix_bin: bin.to_path_buf(),
         routing,
         ..Default::default()
     };
     // Dropping `tb` (any return below) tears the demo down.
-    let tb = testbed::Testbed::up_with(&topology, DEMO_PREFIX, &opts)?;
+    let tb = testbed::Testbed::up_with(&topology, prefix, &opts)?;
     print!("{}", testbed::status_table(tb.state()));
     for n in tb.nodes() {
         if let Ok(out) = cmd::run(Command::new(bin).args(["routes", "--node", &n.pin])) {
@@ -199,7 +215,7 @@ fn demo(bin: &Path, duration: Option<Duration>, routing: Option<String>) -> Resu
     for line in iperf.lines().filter(|l| l.ends_with("sender")) {
         println!("iperf3: {}", line.trim());
     }
-    println!("demo: tearing down {DEMO_PREFIX}");
+    println!("demo: tearing down {prefix}");
     tb.down()?;
     Ok(())
 }

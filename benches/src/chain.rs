@@ -284,6 +284,7 @@ fn start_plane(spec: PlaneSpec<'_>) -> anyhow::Result<(PinnedPlane, Vec<WatchedP
             vni: VNI,
             hop_limit: DEFAULT_HOP_LIMIT as u32,
             flags: 0,
+            layout: matrix_common::LAYOUT_VERSION,
         })?;
         for n in &spec.neighbors {
             dp.add_egress(n.link.ifindex)?;

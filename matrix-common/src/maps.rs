@@ -61,7 +61,14 @@ pub struct Config {
     /// Hop limit written by encapsulation.
     pub hop_limit: u32,
     pub flags: u32,
+    /// [`LAYOUT_VERSION`] of the agent that wrote this entry: a restarted agent adopts
+    /// pinned maps only of its own layout.
+    pub layout: u32,
 }
+
+/// Version of the pinned maps' layout and meaning (keys, values, sizes, slot numbers).
+/// Bump it with any change an agent could misread in maps an older agent pinned.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `NEIGHBORS[slot]`: how to reach one neighbour over the underlay.
 #[repr(C)]
@@ -194,7 +201,7 @@ mod pod {
     unsafe impl aya::Pod for NeighborStats {}
 }
 
-const _: () = assert!(size_of::<Config>() == 16);
+const _: () = assert!(size_of::<Config>() == 20);
 const _: () = assert!(size_of::<Neighbor>() == 36);
 const _: () = assert!(size_of::<NextHopSet>() == 40);
 const _: () = assert!(size_of::<OverlayOwner>() == 8);

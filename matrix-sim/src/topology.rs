@@ -272,26 +272,12 @@ mod tests {
 
     #[test]
     fn testbed_files_load_with_defaults() {
-        let text = r#"
-            [[node]]
-            name = "a"
-            id = "0.1"
-            workloads = 1
-            [[node]]
-            name = "b"
-            id = "0.2"
-            [[link]]
-            a = "a"
-            b = "b"
-            tap = true
-            [[route]]
-            node = "a"
-            dst = "b"
-            via = ["b"]
-        "#;
-        let t = Topology::parse(text, "t.toml").unwrap();
-        assert_eq!(t.links[0].delay_ns, 1_000_000);
-        assert_eq!(t.links[0].capacity_bps, 10_000_000);
+        // The testbed's line fleet: no delays or capacities, a tapped link, workloads.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/line.toml");
+        let t = Topology::load(&path).unwrap();
+        assert_eq!(t.nodes.len(), 4);
+        assert!(t.links.iter().all(|l| l.delay_ns == 1_000_000));
+        assert!(t.links.iter().all(|l| l.capacity_bps == 10_000_000));
     }
 
     fn err(text: &str) -> String {

@@ -55,6 +55,18 @@ pub fn select_node(node: Option<&str>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Pinned maps outlive their agent: say so when none runs, on stderr, so `--json` output
+/// stays clean.
+fn note_if_no_agent(dir: &std::path::Path) {
+    let name = name_of(dir);
+    if !crate::agent::lock::held(&name) {
+        eprintln!(
+            "note: no agent runs for node `{name}`: these are its pinned maps, which keep \
+             forwarding on the last routes an agent wrote"
+        );
+    }
+}
+
 fn names(nodes: &[(String, PathBuf)]) -> String {
     if nodes.is_empty() {
         return "none".into();
@@ -138,6 +150,7 @@ fn print_agent_routes(rows: &[RouteRow], detail: bool, json: bool) -> anyhow::Re
 
 pub fn routes(node: Option<&str>, json: bool, detail: bool) -> anyhow::Result<()> {
     let dir = select_node(node)?;
+    note_if_no_agent(&dir);
     let name = name_of(&dir);
     if socket::agent_running(&name) {
         match socket::request(&name, GetRoutes) {
@@ -196,6 +209,7 @@ struct NeighborJson<'a> {
 
 pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     let dir = select_node(node)?;
+    note_if_no_agent(&dir);
     let dp = DataPlane::open(&dir)?;
     let rows = dp.neighbor_rows()?;
     // Liveness, RTT, loss and load come from the routing core when an agent runs one.
@@ -276,6 +290,7 @@ pub fn neighbors(node: Option<&str>, json: bool) -> anyhow::Result<()> {
 
 pub fn stats(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     let dir = select_node(node)?;
+    note_if_no_agent(&dir);
     let dp = DataPlane::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
     let s = dp.stats()?;
     if json {

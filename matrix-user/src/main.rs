@@ -30,6 +30,10 @@ enum Command {
         /// TOML configuration (see README).
         #[arg(long)]
         config: PathBuf,
+        /// On SIGINT/SIGTERM leave the data plane attached and pinned (forwarding on its
+        /// last routes) for the next agent to adopt, instead of detaching and unpinning.
+        #[arg(long)]
+        keep: bool,
     },
     /// Routes: each NodeId prefix with its weighted next hops.
     Routes {
@@ -69,13 +73,13 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let node = args.node.as_deref();
     match args.command {
-        Command::Agent { config } => {
+        Command::Agent { config, keep } => {
             let config = Config::from_file(&config)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(agent::run(config))
+                .block_on(agent::run(config, agent::RunOptions { keep }))
         }
         Command::Routes { detail } => cli::routes(node, args.json, detail),
         Command::Set { name, value } => cli::set(node, &name, &value),

@@ -36,8 +36,15 @@ pub struct Interface {
 /// namespace the agent runs in; sysfs would answer for the namespace that mounted /sys,
 /// which differs when the agent is started with `nsenter --net`.
 pub fn interface(iface: &str) -> Result<Interface, NetError> {
+    parse_link_json(iface, &ip_json(iface, &["link"])?)
+}
+
+/// `ip -j <args> show dev <iface>`: iproute2's JSON about one interface.
+fn ip_json(iface: &str, args: &[&str]) -> Result<String, NetError> {
     let out = Command::new("ip")
-        .args(["-j", "link", "show", "dev", iface])
+        .arg("-j")
+        .args(args)
+        .args(["show", "dev", iface])
         .output()
         .map_err(|e| NetError::Iproute {
             iface: iface.to_string(),
@@ -48,7 +55,7 @@ pub fn interface(iface: &str) -> Result<Interface, NetError> {
             iface: iface.to_string(),
         });
     }
-    parse_link_json(iface, &String::from_utf8_lossy(&out.stdout))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn parse_link_json(iface: &str, json: &str) -> Result<Interface, NetError> {
@@ -75,19 +82,7 @@ fn parse_link_json(iface: &str, json: &str) -> Result<Interface, NetError> {
 
 /// The IPv4 addresses of an interface, with their prefix lengths (`ip -j addr`).
 pub fn ipv4_addresses(iface: &str) -> Result<Vec<Ipv4Net>, NetError> {
-    let out = Command::new("ip")
-        .args(["-j", "-4", "addr", "show", "dev", iface])
-        .output()
-        .map_err(|e| NetError::Iproute {
-            iface: iface.to_string(),
-            reason: format!("cannot run `ip` (iproute2): {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(NetError::NoInterface {
-            iface: iface.to_string(),
-        });
-    }
-    parse_addr_json(iface, &String::from_utf8_lossy(&out.stdout))
+    parse_addr_json(iface, &ip_json(iface, &["-4", "addr"])?)
 }
 
 fn parse_addr_json(iface: &str, json: &str) -> Result<Vec<Ipv4Net>, NetError> {

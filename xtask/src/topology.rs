@@ -91,26 +91,11 @@ pub fn is_wire_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"
-[[node]]
-name = "a"
-id = "0.1"
-workloads = 1
-[[node]]
-name = "b"
-id = "0.2"
-[[node]]
-name = "c"
-id = "0.3"
-workloads = 2
-[[link]]
-a = "a"
-b = "b"
-[[link]]
-a = "b"
-b = "c"
-mtu = 9000
-"#;
+    /// The shipped line fleet: a - b - c - d.
+    fn line() -> String {
+        let path = crate::cargo::workspace_root().join("topologies/line.toml");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
 
     fn err(text: &str) -> String {
         parse(text, "t.toml").unwrap_err().to_string()
@@ -118,24 +103,25 @@ mtu = 9000
 
     #[test]
     fn testbed_limits_are_named() {
-        assert!(parse(LINE, "t.toml").is_ok());
+        let line = line();
+        assert!(parse(&line, "t.toml").is_ok());
         let cases = [
-            (LINE.replace("\"b\"", "\"B\""), "node[1].name = \"B\""),
+            (line.replace("\"b\"", "\"B\""), "node[1].name = \"B\""),
             (
-                LINE.replace("\"b\"", "\"relay1234\""),
+                line.replace("\"b\"", "\"relay1234\""),
                 "node[1].name = \"relay1234\": names are 1 to 8 characters",
             ),
             (
-                LINE.replace("workloads = 2", "workloads = 300"),
-                "node[2].workloads = \"300\"",
+                line.replacen("workloads = 1", "workloads = 300", 1),
+                "node[0].workloads = \"300\"",
             ),
             (
-                LINE.replace("\"b\"", "\"l0\""),
+                line.replace("\"b\"", "\"l0\""),
                 "node[1].name = \"l0\": names of the form l<digits> are reserved",
             ),
             // The format's own checks come first.
             (
-                LINE.replace("name = \"b\"", "name = \"a\""),
+                line.replace("name = \"b\"", "name = \"a\""),
                 "node[1].name = \"a\": used by two nodes",
             ),
         ];

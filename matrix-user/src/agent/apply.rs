@@ -8,6 +8,30 @@ use matrix_routing::{Action, NodeId};
 use super::driver::Driver;
 
 impl Driver<'_> {
+    /// The grace for an earlier agent's learnt state is over: whatever the core has not
+    /// installed again is no longer true of the fleet, and goes.
+    pub(super) fn forget_adopted(&mut self) {
+        let routes = std::mem::take(&mut self.adopted.routes);
+        let overlay = std::mem::take(&mut self.adopted.overlay);
+        for dst in &routes {
+            if let Err(e) = self.dp.remove_route(*dst) {
+                warn!("{e:#}");
+                self.map_errors += 1;
+            }
+        }
+        for prefix in &overlay {
+            if let Err(e) = self.dp.remove_overlay_prefix(*prefix) {
+                warn!("{e:#}");
+                self.map_errors += 1;
+            }
+        }
+        info!(
+            "adopted state reconciled: {} routes and {} overlay prefixes the routing core did not learn again removed",
+            routes.len(),
+            overlay.len()
+        );
+    }
+
     /// Carries out every pending action of the core: messages out, map writes in.
     pub(super) async fn apply(&mut self) {
         let Some(r) = &mut self.routing else { return };
@@ -15,6 +39,7 @@ impl Driver<'_> {
             match action {
                 Action::Send { to, msg } => r.channel.send(to, msg).await,
                 Action::Install { dst, next_hops, .. } => {
+                    self.adopted.routes.remove(&dst);
                     if self.static_dsts.contains(&dst) {
                         continue;
                     }
@@ -31,11 +56,13 @@ impl Driver<'_> {
                     }
                 }
                 Action::Withdraw { dst } => {
+                    self.adopted.routes.remove(&dst);
                     if !self.static_dsts.contains(&dst) && self.dp.remove_route(dst).is_err() {
                         // Already absent: nothing to undo.
                     }
                 }
                 Action::Overlay { prefix, owner } => {
+                    self.adopted.overlay.remove(&prefix);
                     if !self.fixed_prefixes.contains(&prefix)
                         && let Err(e) = self.dp.add_overlay_prefix(prefix, owner)
                     {
@@ -44,6 +71,7 @@ impl Driver<'_> {
                     }
                 }
                 Action::OverlayWithdraw { prefix } => {
+                    self.adopted.overlay.remove(&prefix);
                     if !self.fixed_prefixes.contains(&prefix)
                         && let Err(e) = self.dp.remove_overlay_prefix(prefix)
                     {

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use ipnet::IpNet;
+
 use anyhow::Context as _;
 use log::{info, warn};
 use matrix_common::ENCAP_MTU_OVERHEAD;
@@ -28,17 +30,20 @@ const BYTES_PER_ROUTE: u64 = 512;
 const MEMORY_SHARE: u64 = 64;
 /// Writes config, egress ports, neighbours, overlay prefixes and routes. Entries left
 /// by an earlier agent that the config no longer has are removed after the new ones are
-/// in (make before break).
+/// in (make before break). Under adaptive routing, the routes and overlay prefixes an
+/// earlier agent learnt stay until the routing core has had time to learn them again:
+/// they are returned, for [`Adopted`] to reconcile.
 pub(super) fn fill(
     dp: &mut DataPlane,
     config: &Config,
     underlay: &[Interface],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Adopted> {
     dp.set_config(matrix_common::Config {
         node_id: config.node.0,
         vni: config.vni,
         hop_limit: config.hop_limit as u32,
         flags: 0,
+        layout: matrix_common::LAYOUT_VERSION,
     })?;
     for u in underlay {
         dp.add_egress(u.ifindex)?;
@@ -88,11 +93,43 @@ pub(super) fn fill(
         .map(|r| r.dst)
         .filter(|d| !wanted.contains(d))
         .collect();
+    if config.routing.is_some() {
+        let fixed: BTreeSet<IpNet> = config
+            .workload
+            .iter()
+            .flat_map(|w| w.prefixes.iter().copied())
+            .chain(config.remote_prefixes.iter().map(|(p, _)| *p))
+            .collect();
+        let overlay = dp
+            .overlay_prefixes()?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !fixed.contains(p))
+            .collect();
+        return Ok(Adopted {
+            routes: stale.into_iter().collect(),
+            overlay,
+        });
+    }
     for d in stale {
         dp.remove_route(d)?;
     }
-    Ok(())
+    Ok(Adopted::default())
 }
+
+/// Routes and overlay prefixes an earlier agent learnt, found in the adopted maps. They
+/// keep forwarding while the new routing core learns the fleet again; whatever it has not
+/// installed again after [`ADOPT_GRACE`] is removed.
+#[derive(Debug, Default)]
+pub(super) struct Adopted {
+    pub(super) routes: BTreeSet<NodePrefix>,
+    pub(super) overlay: BTreeSet<IpNet>,
+}
+
+/// How long learnt state of an earlier agent is kept: longer than a neighbour's dead
+/// interval and the first adverts and SPF hold at default parameters, so the new core has
+/// heard every live neighbour before anything it did not learn again is removed.
+pub(super) const ADOPT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Workloads must send packets that still fit the underlay once encapsulated.
 pub(super) fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interface]) {

@@ -18,7 +18,11 @@ use tokio::{
 };
 
 use super::{
-    RESOLVE_FAST, RESOLVE_SLOW, bootstrap, control::Channel, handler, link::CarrierWatch,
+    RESOLVE_FAST, RESOLVE_SLOW, bootstrap,
+    bootstrap::{ADOPT_GRACE, Adopted},
+    control::Channel,
+    handler,
+    link::CarrierWatch,
     resolve_neighbors, socket,
 };
 use crate::{config::Config, dataplane::DataPlane, net::Interface};
@@ -50,6 +54,8 @@ pub struct Driver<'a> {
     pub(super) static_dsts: BTreeSet<NodePrefix>,
     pub(super) fixed_prefixes: BTreeSet<IpNet>,
     pub(super) map_errors: u64,
+    /// What an earlier agent learnt and the core has not installed again yet.
+    pub(super) adopted: Adopted,
 }
 
 impl<'a> Driver<'a> {
@@ -58,6 +64,7 @@ impl<'a> Driver<'a> {
         config: &'a Config,
         underlay: &[Interface],
         key: Option<&[u8]>,
+        adopted: Adopted,
     ) -> anyhow::Result<Self> {
         let listener = handler::listen(&config.name)?;
         let routing = bootstrap::routing(config, underlay, key).await?;
@@ -75,6 +82,7 @@ impl<'a> Driver<'a> {
                 .chain(config.remote_prefixes.iter().map(|(p, _)| *p))
                 .collect(),
             map_errors: 0,
+            adopted,
         })
     }
 
@@ -85,6 +93,7 @@ impl<'a> Driver<'a> {
         let mut resolve_at = Instant::now();
         let mut load_at = Instant::now() + LOAD_INTERVAL;
         let far = Instant::now() + Duration::from_secs(3600);
+        let adopt_until = Instant::now() + ADOPT_GRACE;
         loop {
             let router_at = self
                 .routing
@@ -92,6 +101,7 @@ impl<'a> Driver<'a> {
                 .and_then(|r| r.router.poll_timeout())
                 .map_or(far, Instant::from_std);
             let routing = self.routing.is_some();
+            let adopting = !self.adopted.routes.is_empty() || !self.adopted.overlay.is_empty();
             let carrier = self.routing.as_ref().is_some_and(|r| r.carrier.is_some());
             let Self {
                 routing: r,
@@ -113,6 +123,7 @@ impl<'a> Driver<'a> {
                     let all = resolve_neighbors(&mut self.dp, self.config)?;
                     resolve_at = Instant::now() + if all { RESOLVE_SLOW } else { RESOLVE_FAST };
                 }
+                _ = sleep_until(adopt_until), if adopting => self.forget_adopted(),
                 _ = sleep_until(router_at), if routing => {
                     if let Some(r) = &mut self.routing {
                         r.router.handle_timeout(std::time::Instant::now());

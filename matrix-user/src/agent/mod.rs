@@ -23,6 +23,7 @@ mod handler;
 // rtnetlink has no safe wrapper in std: raw socket and ioctl calls, each with its SAFETY note.
 #[allow(unsafe_code)]
 mod link;
+pub mod lock;
 mod preflight;
 pub mod protocol;
 pub mod socket;
@@ -37,7 +38,10 @@ use matrix_common::programs;
 
 use crate::{
     config::Config,
-    dataplane::{self, DataPlane, load::Loaded},
+    dataplane::{
+        self, DataPlane,
+        load::{Attached, Loaded},
+    },
     net::{self, Interface},
 };
 
@@ -45,8 +49,19 @@ use crate::{
 pub(crate) const RESOLVE_FAST: Duration = Duration::from_millis(100);
 pub(crate) const RESOLVE_SLOW: Duration = Duration::from_secs(1);
 
+/// How the agent ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// On SIGINT/SIGTERM leave the programs attached and the maps pinned, for a restart
+    /// or an upgrade that must not drop a packet; by default a clean stop detaches and
+    /// unpins everything.
+    pub keep: bool,
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+    // One agent per node: a second one would fight the first over the same maps.
+    let _lock = lock::acquire(&config.name)?;
     let dir = dataplane::pin_dir(&config.name);
     let underlay: Vec<Interface> = config
         .underlay
@@ -65,19 +80,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let key = preflight::check(&config)?;
 
     let mut loaded = dataplane::load::load(&dir).context("loading the data plane")?;
+    if loaded.adopted() {
+        info!(
+            "found the data plane of an earlier agent pinned at {}: adopting it",
+            dir.display()
+        );
+    }
     let result = async {
         let mut dp = DataPlane::open(&dir)?;
-        bootstrap::fill(&mut dp, &config, &underlay)?;
+        let adopted = bootstrap::fill(&mut dp, &config, &underlay)?;
         bootstrap::set_workload_mtus(&config, &underlay, &workload);
         // Sockets bound and the routing core started before the programs go on, so a
         // port in use stops the agent before it touches traffic.
-        let mut driver = driver::Driver::new(dp, &config, &underlay, key.as_deref()).await?;
+        let mut driver =
+            driver::Driver::new(dp, &config, &underlay, key.as_deref(), adopted).await?;
         // Maps first, programs second: the first packet already sees every route.
-        for u in &underlay {
-            loaded.attach(programs::UNDERLAY, &u.name)?;
+        let mut replaced = 0;
+        for (program, iface) in underlay
+            .iter()
+            .map(|u| (programs::UNDERLAY, &u.name))
+            .chain(workload.iter().map(|w| (programs::WORKLOAD, &w.name)))
+        {
+            if loaded.attach(program, iface)? == Attached::Replaced {
+                replaced += 1;
+            }
         }
-        for w in &workload {
-            loaded.attach(programs::WORKLOAD, &w.name)?;
+        for pin in loaded.prune_links()? {
+            info!("{}: not configured any more, detached", pin.display());
+        }
+        if loaded.adopted() {
+            info!(
+                "adopted the pinned data plane at {}: {replaced} programs replaced on their pinned links without a gap",
+                dir.display()
+            );
         }
         println!(
             "matrix agent {} (node {}) ready: {} underlay, {} workload interfaces, {} neighbours, {} routes; maps at {}",
@@ -93,7 +128,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         driver.serve().await
     }
     .await;
-    teardown(loaded);
+    // An adopted data plane that this agent failed to take over is left as it was found,
+    // forwarding on the earlier agent's state; so is any data plane on `--keep`.
+    let keep = match &result {
+        Ok(()) => opts.keep,
+        Err(_) => loaded.adopted(),
+    };
+    if keep {
+        let dir = loaded.dir().to_path_buf();
+        loaded.keep();
+        info!(
+            "left attached and pinned at {}: forwarding goes on; a restarted agent adopts it",
+            dir.display()
+        );
+    } else {
+        teardown(loaded);
+    }
     result
 }
 

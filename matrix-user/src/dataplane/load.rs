@@ -1,21 +1,55 @@
 //! Loading, pinning, attaching and tearing down the XDP programs of one node; and
 //! loading them without pins or attachment, for BPF_PROG_TEST_RUN.
+//!
+//! The data plane outlives its agent. Maps are pinned under the node's directory, and
+//! each program is attached through a bpf_link pinned beside them (`link-<program>-<iface>`),
+//! so a killed agent leaves the node forwarding on its last routes. A restarted agent
+//! checks that the pinned maps have the layout it was built for, adopts them, and swaps
+//! its programs onto the pinned links atomically (`BPF_LINK_UPDATE`): no packet meets an
+//! interface without a program. Only a clean stop detaches and unpins.
 
 use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode},
+    maps::MapInfo,
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
-use matrix_common::names;
+use matrix_common::{LAYOUT_VERSION, names};
 
-use super::{DataPlaneError, Result, object};
+use super::{DataPlane, DataPlaneError, Result, object};
+
+/// Prefix of the pinned links in a node's directory.
+const LINK_PIN_PREFIX: &str = "link-";
 
 /// The loaded programs of one node; the maps are pinned under `dir`.
 pub struct Loaded {
     ebpf: Ebpf,
     dir: PathBuf,
-    attached: Vec<(&'static str, String)>,
+    adopted: bool,
+    links: Vec<AttachedLink>,
+}
+
+/// A program attached to an interface through a pinned link.
+struct AttachedLink {
+    program: &'static str,
+    iface: String,
+    pin: PathBuf,
+    /// Held so a clean stop can detach at once; the pin alone keeps the link alive.
+    link: FdLink,
+}
+
+/// How [`Loaded::attach`] put a program on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A new link, pinned.
+    New,
+    /// The program replaced an earlier agent's on its pinned link, atomically.
+    Replaced,
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DataPlaneError {
@@ -24,7 +58,8 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DataP
 }
 
 /// Loads the object with every map pinned by name under `dir`. Maps already pinned
-/// there (a restarted agent) are adopted, not recreated, so their routes survive.
+/// there (a restarted agent) are adopted, not recreated, so their routes survive; maps
+/// of another layout are refused before anything is touched.
 pub fn load(dir: &Path) -> Result<Loaded> {
     let root = dir.parent().unwrap_or(dir);
     if !is_bpffs(root.parent().unwrap_or(root)) {
@@ -39,6 +74,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         });
     }
     std::fs::create_dir_all(dir).map_err(io_err("cannot create pin directory", dir))?;
+    let adopted = check_layout(dir)?;
     let mut loader = EbpfLoader::new();
     for name in names::ALL {
         loader.map_pin_path(name, dir.join(name));
@@ -61,8 +97,80 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     Ok(Loaded {
         ebpf,
         dir: dir.to_path_buf(),
-        attached: Vec::new(),
+        adopted,
+        links: Vec::new(),
     })
+}
+
+/// Compares every map pinned under `dir` with this object's definition of it (key and
+/// value sizes, entries), and the layout version an earlier agent wrote into CONFIG with
+/// [`LAYOUT_VERSION`]. Returns whether there were pinned maps to adopt.
+fn check_layout(dir: &Path) -> Result<bool> {
+    let obj = aya_obj::Object::parse(object()).map_err(|e| DataPlaneError::Layout {
+        dir: dir.to_path_buf(),
+        map: "(object)",
+        found: format!("an object that does not parse: {e}"),
+        expected: "the embedded matrix-ebpf object".into(),
+    })?;
+    let mut found = false;
+    for name in names::ALL {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        found = true;
+        let info = MapInfo::from_pin(&path).map_err(|source| DataPlaneError::OpenMap {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let Some(def) = obj.maps.get(name) else {
+            continue;
+        };
+        let have = (info.key_size(), info.value_size(), info.max_entries());
+        let want = (def.key_size(), def.value_size(), def.max_entries());
+        if have != want {
+            let show = |(k, v, n): (u32, u32, u32)| format!("key {k} B, value {v} B, {n} entries");
+            return Err(DataPlaneError::Layout {
+                dir: dir.to_path_buf(),
+                map: name,
+                found: show(have),
+                expected: show(want),
+            });
+        }
+    }
+    if found {
+        let config = DataPlane::open(dir)?.config()?;
+        if config.node_id != 0 && config.layout != LAYOUT_VERSION {
+            return Err(DataPlaneError::Layout {
+                dir: dir.to_path_buf(),
+                map: names::CONFIG,
+                found: format!("layout version {}", config.layout),
+                expected: format!("layout version {LAYOUT_VERSION}"),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Where the link of `program` on `iface` is pinned: `link-<program>-<iface>`. bpffs
+/// refuses names with a dot, which interface names may have (`eth0.100`); a colon, which
+/// no interface name has, stands in for it.
+fn link_pin(dir: &Path, program: &str, iface: &str) -> PathBuf {
+    dir.join(format!(
+        "{LINK_PIN_PREFIX}{program}-{}",
+        iface.replace('.', ":")
+    ))
+}
+
+/// The links pinned under `dir`.
+fn pinned_links(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(LINK_PIN_PREFIX))
+        .map(|e| e.path())
+        .collect()
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -118,36 +226,137 @@ impl Loaded {
         &self.dir
     }
 
-    /// Attaches program `name` to `iface`. The kernel picks native (driver) mode where
-    /// the driver has it and generic mode elsewhere.
-    pub fn attach(&mut self, name: &'static str, iface: &str) -> Result<()> {
-        program(&mut self.ebpf, name)?
-            .attach(iface, XdpMode::Default)
-            .map_err(|e| DataPlaneError::Program {
+    /// Whether an earlier agent's pinned maps were adopted.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Attaches program `name` to `iface` through a pinned link. Where an earlier agent
+    /// left a link for the same program and interface, this program replaces its
+    /// program on that link, atomically. The kernel picks native (driver) mode where the
+    /// driver has it and generic mode elsewhere.
+    pub fn attach(&mut self, name: &'static str, iface: &str) -> Result<Attached> {
+        let pin = link_pin(&self.dir, name, iface);
+        let prog = program(&mut self.ebpf, name)?;
+        let prog_err = |op: String| {
+            move |e| DataPlaneError::Program {
                 name: name.into(),
-                op: format!("attach to {iface}"),
+                op,
                 source: Box::new(e),
-            })?;
-        self.attached.push((name, iface.to_string()));
-        Ok(())
+            }
+        };
+        let mut how = Attached::New;
+        let id = match PinnedLink::from_pin(&pin) {
+            Ok(pinned) => {
+                // Pinned links only come from bpf_link_create, so this is an XDP FdLink.
+                let old =
+                    XdpLink::try_from(FdLink::from(pinned)).map_err(|e| DataPlaneError::Link {
+                        pin: pin.clone(),
+                        reason: e.to_string(),
+                    })?;
+                match prog.attach_to_link(old) {
+                    Ok(id) => {
+                        how = Attached::Replaced;
+                        id
+                    }
+                    // The interface the link was on is gone (a recreated veth): its
+                    // link is defunct. Start over on the interface as it is now.
+                    Err(e) => {
+                        log::warn!(
+                            "{}: cannot take over ({e}); attaching afresh",
+                            pin.display()
+                        );
+                        std::fs::remove_file(&pin)
+                            .map_err(io_err("cannot remove stale link pin", &pin))?;
+                        prog.attach(iface, XdpMode::Default)
+                            .map_err(prog_err(format!("attach to {iface}")))?
+                    }
+                }
+            }
+            Err(_) => prog
+                .attach(iface, XdpMode::Default)
+                .map_err(prog_err(format!("attach to {iface}")))?,
+        };
+        let link = prog
+            .take_link(id)
+            .map_err(prog_err(format!("take the link on {iface}")))?;
+        let link = FdLink::try_from(link).map_err(|_| DataPlaneError::Link {
+            pin: pin.clone(),
+            reason: "the kernel attached through netlink, not bpf_link (Linux 5.9+ is needed \
+                     for a data plane that outlives its agent)"
+                .into(),
+        })?;
+        // A replaced link is pinned already; a new one is pinned now. Either way the
+        // handle stays ours, to close on a clean stop.
+        let link = match how {
+            Attached::Replaced => link,
+            Attached::New => FdLink::from(link.pin(&pin).map_err(|e| DataPlaneError::Link {
+                pin: pin.clone(),
+                reason: format!("cannot pin: {e}"),
+            })?),
+        };
+        self.links.push(AttachedLink {
+            program: name,
+            iface: iface.to_string(),
+            pin,
+            link,
+        });
+        Ok(how)
     }
 
     /// `(program, interface)` pairs attached so far.
-    pub fn attached(&self) -> &[(&'static str, String)] {
-        &self.attached
+    pub fn attached(&self) -> Vec<(&'static str, String)> {
+        self.links
+            .iter()
+            .map(|l| (l.program, l.iface.clone()))
+            .collect()
+    }
+
+    /// Removes the pinned links of an earlier agent that this one did not take over
+    /// (interfaces no longer configured): their programs come off those interfaces.
+    pub fn prune_links(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for pin in pinned_links(&self.dir) {
+            if self.links.iter().any(|l| l.pin == pin) {
+                continue;
+            }
+            std::fs::remove_file(&pin).map_err(io_err("cannot remove link pin", &pin))?;
+            removed.push(pin);
+        }
+        Ok(removed)
+    }
+
+    /// Leaves everything in place: the programs stay attached through their pinned links
+    /// and the maps pinned, forwarding on the last routes until an agent adopts them.
+    pub fn keep(self) {
+        drop(self);
     }
 
     /// Detaches every program and removes the pinned maps and their directory.
     pub fn teardown(self) -> Result<()> {
-        let Loaded { ebpf, dir, .. } = self;
-        // Dropping the object detaches its links and closes the map fds.
+        let Loaded {
+            ebpf, dir, links, ..
+        } = self;
+        for l in links {
+            std::fs::remove_file(&l.pin).map_err(io_err("cannot unpin link", &l.pin))?;
+            // The last handle on an unpinned link: closing it detaches the program.
+            drop(l.link);
+        }
         drop(ebpf);
         unpin(&dir)
     }
 }
 
-/// Removes the pinned maps of a node (also a stale set left by a killed agent).
+/// Removes the pinned maps and links of a node (also a stale set left by a killed
+/// agent); its programs come off their interfaces with the links.
 pub fn unpin(dir: &Path) -> Result<()> {
+    for p in pinned_links(dir) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("cannot unpin", &p)(e)),
+        }
+    }
     for name in names::ALL {
         let p = dir.join(name);
         match std::fs::remove_file(&p) {

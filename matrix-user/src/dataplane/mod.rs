@@ -90,6 +90,18 @@ pub enum DataPlaneError {
     UnknownNextHop { dst: NodePrefix, node: NodeId },
     #[error("route {dst}: {count} next hops, at most {MAX_NEXT_HOPS} fit")]
     TooManyNextHops { dst: NodePrefix, count: usize },
+    #[error(
+        "the data plane pinned at {dir} has another layout: map {map} has {found}, this agent needs {expected}; \
+         stop the agent that runs it, or if none runs remove {dir} (`matrix` cleans it on a clean stop), then start again"
+    )]
+    Layout {
+        dir: PathBuf,
+        map: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("pinned link {pin}: {reason}")]
+    Link { pin: PathBuf, reason: String },
     #[error("loading the XDP object failed")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("program {name}: {op} failed")]

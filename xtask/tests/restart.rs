@@ -426,7 +426,7 @@ fn relays_restart_under_traffic(routing: Option<&str>) {
         assert_eq!((node.pid, node.restarts), (Some(t.new_pid), 1));
         let log = tb.agent_log(t.relay).unwrap();
         assert!(
-            log.contains("adopted"),
+            log.contains("adopted the pinned data plane"),
             "{label}: the restarted agent of {} did not adopt the pinned data plane; its log:\n{log}",
             t.relay
         );
@@ -478,15 +478,17 @@ fn relays_restart_under_traffic(routing: Option<&str>) {
     );
 
     tb.down().unwrap();
-    let pins: Vec<String> = std::fs::read_dir(testbed::PIN_ROOT)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("{prefix}-")))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(pins.is_empty(), "pins left after down: {pins:?}");
+    for dir in [testbed::PIN_ROOT, testbed::RUN_DIR] {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{prefix}-")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {dir} after down: {left:?}");
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Everything a testbed makes carries its prefix: namespaces `<prefix>-<node>`,
 //! `<prefix>-<node>-w<i>` and, for each tapped link k (`tap = true`: a bridge that
 //! `tcpdump` can watch, see `wire.rs`), `<prefix>-l<k>`; pin directories
-//! `/sys/fs/bpf/matrix/<prefix>-<node>`; and the state directory
+//! `/sys/fs/bpf/matrix/<prefix>-<node>`; the agents' control sockets and lock files
+//! `/run/matrix/<prefix>-<node>.{sock,lock}`; and the state directory
 //! `<target>/testbed/<prefix>/`. `down` removes all of it by that prefix, so it works
 //! on partial state and from another process.
 
@@ -35,6 +36,9 @@ use crate::{
 
 /// Where agents pin their maps and programs.
 pub use matrix_schema::PIN_ROOT;
+/// Where agents keep their control sockets (`<pin>.sock`) and one-agent-per-node locks
+/// (`<pin>.lock`); a killed agent leaves both, a cleanly stopped one its lock.
+pub const RUN_DIR: &str = "/run/matrix";
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long an agent may take from its start until it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -365,9 +369,9 @@ impl Drop for Testbed {
 }
 
 /// Tears down testbed `prefix`: stops every process in its namespaces (SIGTERM, then
-/// SIGKILL after 5 s), deletes the namespaces, leftover pin directories and the state
-/// directory. Tolerates any of them being absent; keeps going past failures and
-/// reports them all at the end.
+/// SIGKILL after 5 s), deletes the namespaces, leftover pin directories, the agents'
+/// sockets and lock files, and the state directory. Tolerates any of them being
+/// absent; keeps going past failures and reports them all at the end.
 pub fn down(prefix: &str) -> Result<(), TestbedError> {
     check_prefix(prefix)?;
     let mut failures = Vec::new();
@@ -410,6 +414,25 @@ pub fn down(prefix: &str) -> Result<(), TestbedError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => failures.push(format!("cannot list {PIN_ROOT}: {e}")),
+    }
+    // Every agent has ended: nothing holds a lock or listens on a socket any more.
+    match fs::read_dir(RUN_DIR) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let pin = name
+                    .strip_suffix(".lock")
+                    .or_else(|| name.strip_suffix(".sock"));
+                if pin.is_some_and(|pin| netns::owned_by(prefix, pin)) {
+                    let path = entry.path();
+                    if let Err(e) = fs::remove_file(&path) {
+                        failures.push(format!("cannot remove {}: {e}", path.display()));
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => failures.push(format!("cannot list {RUN_DIR}: {e}")),
     }
     let dir = state_dir(prefix);
     match fs::remove_dir_all(&dir) {

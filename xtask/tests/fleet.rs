@@ -227,11 +227,27 @@ fn line_ping_and_tcp_cross_two_xdp_relays() {
 
 #[test]
 fn forced_loop_dies_by_hop_limit_and_is_counted() {
+    forced_loop(false);
+}
+
+/// The same loop with a - b wired through a bridge: every bounce goes out by XDP_TX into
+/// a bridge port, which must deliver it at once, not hold it until other traffic comes.
+#[test]
+fn forced_loop_through_a_tapped_link_expires_every_packet() {
+    forced_loop(true);
+}
+
+fn forced_loop(tap_a_b: bool) {
     require_root();
     // a - b - c - d, but b sends traffic for d back to a, and a (correctly) to b: a packet
     // for d bounces between a and b until its hop limit runs out. Both bounce it back out
     // of the interface it came in on, so this is also the fleet's XDP_TX path.
-    let base = std::fs::read_to_string(topology("line.toml")).unwrap();
+    let mut base = std::fs::read_to_string(topology("line.toml")).unwrap();
+    if tap_a_b {
+        let link = "[[link]]\na = \"a\"\nb = \"b\"\n";
+        assert!(base.contains(link), "line.toml changed shape");
+        base = base.replacen(link, &format!("{link}tap = true\n"), 1);
+    }
     let looped = format!("{base}\n[[route]]\nnode = \"b\"\ndst = \"d\"\nvia = [\"a\"]\n");
     let prefix = testbed::unique_prefix();
     let file = std::env::temp_dir().join(format!("{prefix}-loop.toml"));

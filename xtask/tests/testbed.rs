@@ -200,6 +200,10 @@ fn tapped_link_forwards_through_its_bridge_and_goes_away() {
             features.contains("generic-receive-offload: on"),
             "{port}: {features}"
         );
+        // And an XDP program, so frames sent back with XDP_TX are delivered at once.
+        let link = String::from_utf8_lossy(&tb.exec(&wire, ["ip", "link", "show", port]).stdout)
+            .into_owned();
+        assert!(link.contains("prog/xdp"), "{port}: {link}");
     }
 
     // `exec` takes l<k>; l0 is a link too, but not a tapped one.

@@ -15,6 +15,7 @@ mod netns;
 mod restart;
 mod state;
 mod wire;
+mod xdp_pass;
 
 use std::{
     ffi::OsStr,

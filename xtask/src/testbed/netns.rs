@@ -4,6 +4,7 @@
 use std::process::Command;
 
 use super::{
+    TestbedError,
     state::{State, Workload},
     wire,
 };
@@ -94,7 +95,7 @@ pub(super) fn sysctl(ns: &str, settings: &[(&str, u32)]) -> Result<(), CmdError>
 
 /// Creates every namespace, link and address of `state`. Stops at the first error and
 /// leaves the cleanup to the caller (`down` removes whatever exists).
-pub fn create(state: &State) -> Result<(), CmdError> {
+pub fn create(state: &State) -> Result<(), TestbedError> {
     for node in &state.nodes {
         let ns = node.netns.as_str();
         ip(["netns", "add", ns])?;

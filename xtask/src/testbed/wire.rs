@@ -9,11 +9,11 @@
 //! node ends keep their names (`u<port>`), addresses and MTU, so agent configs are the
 //! same as for an untapped link.
 
-use std::process::Command;
+use std::{fs, path::Path, process::Command};
 
-use super::{netns, state::Link};
+use super::{PIN_ROOT, TestbedError, netns, state::Link, xdp_pass};
 use crate::{
-    cmd::{self, CmdError, ip},
+    cmd::{self, ip},
     topology,
 };
 
@@ -45,7 +45,7 @@ pub fn parse_target(target: &str) -> Option<usize> {
 /// Creates wire namespace `wire` for `link`, with the link's `a_iface` in namespace
 /// `a` and `b_iface` in `b` as the far ends of the bridge's ports, all up. Addresses
 /// on the node ends are the caller's, as for an untapped link.
-pub fn create(link: &Link, wire: &str, a: &str, b: &str) -> Result<(), CmdError> {
+pub fn create(link: &Link, wire: &str, a: &str, b: &str) -> Result<(), TestbedError> {
     ip(["netns", "add", wire])?;
     ip(["-n", wire, "link", "set", "lo", "up"])?;
     // The wire is layer 2 only: without IPv6 the bridge sends no router solicitations
@@ -85,13 +85,45 @@ pub fn create(link: &Link, wire: &str, a: &str, b: &str) -> Result<(), CmdError>
         ])?;
         // A veth drops frames that the XDP program on its peer redirects (or sends back
         // with XDP_TX) to it unless it runs an XDP program or has GRO on: the node ends
-        // have the data plane's program, the bridge ports get GRO.
+        // have the data plane's program, the bridge ports get GRO and, so that XDP_TX
+        // frames are delivered at once, an XDP program that passes everything.
         cmd::run(
             Command::new("ip").args(["netns", "exec", wire, "ethtool", "-K", port, "gro", "on"]),
         )?;
     }
+    attach_pass(wire)?;
     ip(["-n", wire, "link", "set", BRIDGE, "mtu", &mtu, "up"])?;
     Ok(())
+}
+
+/// Attaches the XDP_PASS program (`xdp_pass.rs`) to both bridge ports of `wire`. Pinned
+/// under the wire's own pin directory only while `ip` attaches it (`nsenter`, not `ip
+/// netns exec`, whose /sys remount hides the bpffs); the ports hold it from then on.
+fn attach_pass(wire: &str) -> Result<(), TestbedError> {
+    let dir = Path::new(PIN_ROOT).join(wire);
+    let pin = dir.join("pass");
+    let io_err = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TestbedError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(&dir).map_err(io_err("create pin directory", &dir))?;
+    xdp_pass::load_and_pin(&pin).map_err(io_err(
+        "load the bridge ports' XDP_PASS program and pin it at",
+        &pin,
+    ))?;
+    for port in [PORT_A, PORT_B] {
+        cmd::run(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{wire}"))
+                .args(["--", "ip", "link", "set", "dev", port, "xdpdrv", "pinned"])
+                .arg(&pin),
+        )?;
+    }
+    fs::remove_dir_all(&dir).map_err(io_err("remove pin directory", &dir))
 }
 
 #[cfg(test)]

@@ -43,7 +43,9 @@ pub const MATRIX_OPT_CLASS: u16 = 0xFFF0;
 /// Option type for the Matrix option. The high bit is Geneve's "critical" bit: a tunnel
 /// endpoint that does not know the option must drop the packet rather than decapsulate it
 /// without the routing header.
-pub const MATRIX_OPT_TYPE: u8 = 0x80 | 0x01;
+pub const MATRIX_OPT_TYPE: u8 = GENEVE_OPT_CRITICAL | 0x01;
+/// The critical bit of a Geneve option type.
+pub const GENEVE_OPT_CRITICAL: u8 = 0x80;
 /// Option data length in 4-byte words (the 4-byte option header is not counted).
 pub const MATRIX_OPT_DATA_WORDS: u8 = 3;
 /// Geneve `Opt Len` field: total option bytes / 4.

@@ -4,10 +4,10 @@ use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use matrix_common::{
     DROP_BAD_CHECKSUM, DROP_BAD_FLAGS, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG,
     DROP_UNKNOWN_NEIGHBOR, DROP_UNKNOWN_OPTION, DROP_VLAN, ENCAP_HEADROOM, ETH_HDR_LEN,
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN, GENEVE_PORT,
-    GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN,
-    MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN, UdpHdr,
-    VLAN_HDR_LEN, csum,
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN, GENEVE_OPT_CRITICAL,
+    GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr,
+    MATRIX_OPT_LEN, MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN,
+    UdpHdr, VLAN_HDR_LEN, csum,
 };
 
 use crate::{
@@ -91,11 +91,19 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         return Outcome::Drop(DROP_BAD_FLAGS);
     }
     if geneve.version() != GENEVE_VERSION
-        || geneve.opt_len() != MATRIX_OPT_LEN
+        || geneve.opt_len() < MATRIX_OPT_LEN
         || geneve.vni() != cfg.vni
         || !unsafe { (*opt).is_matrix() }
     {
         return Outcome::Drop(DROP_UNKNOWN_OPTION);
+    }
+    // Options another implementation added after the Matrix option: ignored when
+    // non-critical, as RFC 8926 section 3.5 asks; relays carry them on untouched.
+    let extra = geneve.opt_len() - MATRIX_OPT_LEN;
+    if extra > 0
+        && let Err(reason) = check_extra_options(ctx, extra)
+    {
+        return Outcome::Drop(reason);
     }
     let proto = geneve.protocol();
     let min_inner = match proto {
@@ -104,16 +112,48 @@ pub fn process(ctx: &XdpContext) -> Outcome {
         _ => return Outcome::Drop(DROP_UNKNOWN_OPTION),
     };
     // An overlay packet must carry at least an inner IP header.
-    if ip_len < INNER_OFF - IP_OFF + min_inner {
+    if ip_len < INNER_OFF - IP_OFF + extra + min_inner {
         return Outcome::Drop(DROP_MALFORMED);
     }
     count_rx(src_slot, len);
 
     let dst_node = unsafe { (*opt).dst_node() };
     if dst_node == cfg.node_id {
-        return decapsulate(ctx, proto);
+        return decapsulate(ctx, proto, extra);
     }
     transit(ctx, ip, opt, ip_len)
+}
+
+/// Most options accepted after the Matrix option (a bounded loop for the verifier).
+const MAX_EXTRA_OPTIONS: usize = 8;
+
+/// Walks the `extra` bytes of options after the Matrix option: each must be
+/// non-critical (an endpoint must drop a critical option it does not know) and together
+/// they must fill `extra` exactly.
+#[inline(always)]
+fn check_extra_options(ctx: &XdpContext, extra: usize) -> Result<(), u32> {
+    let mut off = 0;
+    for _ in 0..MAX_EXTRA_OPTIONS {
+        if off >= extra {
+            break;
+        }
+        // Option header: class (2 bytes), type (critical bit first), reserved 3 bits and
+        // the data length in 4-byte words.
+        let Some(hdr) = ptr_at::<[u8; 4]>(ctx, INNER_OFF + off) else {
+            return Err(DROP_MALFORMED);
+        };
+        let hdr = unsafe { *hdr };
+        if hdr[2] & GENEVE_OPT_CRITICAL != 0 {
+            return Err(DROP_UNKNOWN_OPTION);
+        }
+        off += 4 + (hdr[3] & 0x1F) as usize * 4;
+    }
+    match off {
+        o if o == extra => Ok(()),
+        o if o > extra => Err(DROP_MALFORMED),
+        // More options than the walk takes.
+        _ => Err(DROP_UNKNOWN_OPTION),
+    }
 }
 
 /// A VLAN-tagged frame: the host's own tagged traffic passes untouched, but overlay
@@ -146,13 +186,14 @@ fn tagged(ctx: &XdpContext) -> Outcome {
 /// the workload. The outer Ethernet addresses are kept: the destination is this
 /// interface's own MAC, so the stack accepts the frame as addressed to the host.
 #[inline(always)]
-fn decapsulate(ctx: &XdpContext, proto: u16) -> Outcome {
+fn decapsulate(ctx: &XdpContext, proto: u16, extra_options: usize) -> Outcome {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Outcome::Drop(DROP_MALFORMED);
     };
     let mut new_eth = unsafe { *eth };
     new_eth.ether_type = proto.to_be_bytes();
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, ENCAP_HEADROOM as i32) } != 0 {
+    let strip = (ENCAP_HEADROOM + extra_options) as i32;
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, strip) } != 0 {
         return Outcome::Drop(DROP_INTERNAL);
     }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {

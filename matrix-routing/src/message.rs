@@ -55,6 +55,35 @@ pub enum Message {
     ZoneSummary(ZoneSummary),
 }
 
+impl Message {
+    /// Every kind, as [`Message::kind`] names them.
+    pub const KINDS: [&'static str; 6] = [
+        "hello",
+        "hello-ack",
+        "advert",
+        "ant",
+        "q-estimates",
+        "zone-summary",
+    ];
+
+    /// The kind of message, for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// Position of [`Message::kind`] in [`Message::KINDS`]: an index for counters.
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Message::Hello { .. } => 0,
+            Message::HelloAck { .. } => 1,
+            Message::Advert(_) => 2,
+            Message::Ant(_) => 3,
+            Message::QEstimates(_) => 4,
+            Message::ZoneSummary(_) => 5,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Advert {
     pub origin: NodeId,

@@ -92,6 +92,9 @@ pub struct ConfigFile {
     pub route: Vec<RouteFile>,
     #[serde(default)]
     pub remote_prefix: Vec<RemotePrefixFile>,
+    /// Prometheus metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsFile>,
     /// Adaptive routing: `key_file` and any parameter of [`Params`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<toml::Table>,
@@ -133,6 +136,14 @@ pub struct RouteFile {
     pub weights: Option<Vec<u32>>,
 }
 
+/// `[metrics]`: where the agent serves Prometheus metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// `IP:port` to listen on, e.g. `127.0.0.1:9469` or `[::]:9469`.
+    pub address: String,
+}
+
 /// `[[remote_prefix]]`: an overlay prefix owned by another node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +172,8 @@ pub struct Config {
     pub neighbors: Vec<NeighborConfig>,
     pub routes: Vec<RouteConfig>,
     pub remote_prefixes: Vec<(IpNet, NodeId)>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: not served.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Adaptive routing; `None` runs the static routes only.
     pub routing: Option<RoutingConfig>,
 }
@@ -443,6 +456,16 @@ impl Config {
             remote_prefixes.push((net, owner));
         }
 
+        let metrics = match &raw.metrics {
+            None => None,
+            Some(m) => Some(m.address.parse().map_err(|_| {
+                invalid(
+                    "metrics.address",
+                    format!("\"{}\"", m.address),
+                    "not an IP:port like 127.0.0.1:9469 or [::]:9469",
+                )
+            })?),
+        };
         let routing = match raw.routing {
             None => None,
             Some(table) => Some(parse_routing(table)?),
@@ -459,6 +482,7 @@ impl Config {
             neighbors,
             routes,
             remote_prefixes,
+            metrics,
         })
     }
 }
@@ -550,6 +574,9 @@ node = "0.4"
         assert_eq!(c.routes[0].via, vec![(NodeId::new(0, 2), 1)]);
         assert_eq!(c.workload[0].prefixes.len(), 2);
         assert_eq!(c.routing, None);
+        assert_eq!(c.metrics, None);
+        let m = Config::parse(&format!("{GOOD}[metrics]\naddress = \"[::]:9469\"\n")).unwrap();
+        assert_eq!(m.metrics, Some("[::]:9469".parse().unwrap()));
         let r = Config::parse(&format!(
             "{GOOD}[routing]\nstrategy = \"antnet\"\nkey_file = \"/k\"\nhello_interval_ms = 50\n"
         ))
@@ -622,6 +649,10 @@ node = "0.4"
             (
                 GOOD.replace("name = \"a\"", "name = \"a\"\ncolour = 1"),
                 "unknown field `colour`",
+            ),
+            (
+                format!("{GOOD}[metrics]\naddress = \"localhost\"\n"),
+                "`metrics.address` = \"localhost\": not an IP:port",
             ),
             (
                 format!("{GOOD}[routing]\nstrategy = \"ospf\"\nkey_file = \"k\"\n"),

@@ -264,15 +264,7 @@ impl Net {
 
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
         self.messages += 1;
-        let kind = match &msg {
-            Message::Hello { .. } => "hello",
-            Message::HelloAck { .. } => "hello-ack",
-            Message::Advert(_) => "advert",
-            Message::Ant(_) => "ant",
-            Message::QEstimates(_) => "q-estimates",
-            Message::ZoneSummary(_) => "zone-summary",
-        };
-        *self.kinds.entry(kind).or_default() += 1;
+        *self.kinds.entry(msg.kind()).or_default() += 1;
         let link = self
             .links
             .get(&key(from, to))

@@ -101,6 +101,9 @@ pub struct Channel {
     sequence: SendSequence,
     replay: ReplayGuard,
     pub stats: ControlStats,
+    /// Messages sent and accepted, by kind (`Message::KINDS` order).
+    pub sent_by_kind: [u64; Message::KINDS.len()],
+    pub received_by_kind: [u64; Message::KINDS.len()],
     buf: Vec<u8>,
 }
 
@@ -120,6 +123,8 @@ impl Channel {
             sequence: SendSequence::new(start_epoch()),
             replay: ReplayGuard::new(),
             stats: ControlStats::default(),
+            sent_by_kind: [0; Message::KINDS.len()],
+            received_by_kind: [0; Message::KINDS.len()],
             buf: vec![0; MAX_DATAGRAM + 1],
         })
     }
@@ -129,6 +134,7 @@ impl Channel {
             self.stats.tx_errors += 1;
             return;
         };
+        let kind = msg.kind_index();
         let env = Envelope {
             from: self.me,
             epoch: self.sequence.epoch(),
@@ -149,6 +155,7 @@ impl Channel {
         };
         if sent {
             self.stats.tx += 1;
+            self.sent_by_kind[kind] += 1;
         } else {
             self.stats.tx_errors += 1;
         }
@@ -184,6 +191,7 @@ impl Channel {
                         self.stats.peer_restarts += 1;
                     }
                     self.stats.rx_ok += 1;
+                    self.received_by_kind[env.msg.kind_index()] += 1;
                     Some(Received {
                         from: node,
                         link_mac: env.link_mac,

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use log::info;
 use matrix_routing::{Event, NodeId, NodePrefix, Router};
 use tokio::{
-    net::UnixListener,
+    net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep_until},
 };
@@ -23,7 +23,7 @@ use super::{
     control::Channel,
     handler,
     link::CarrierWatch,
-    resolve_neighbors, socket,
+    metrics, resolve_neighbors, socket,
 };
 use crate::{config::Config, dataplane::DataPlane, net::Interface};
 
@@ -49,6 +49,8 @@ pub struct Driver<'a> {
     pub(super) config: &'a Config,
     pub(super) routing: Option<Routing>,
     listener: UnixListener,
+    /// `[metrics]`: Prometheus scrapes.
+    metrics: Option<TcpListener>,
     /// Neighbour MACs written to the data plane from authenticated datagrams.
     pub(super) macs: HashMap<NodeId, [u8; 6]>,
     pub(super) static_dsts: BTreeSet<NodePrefix>,
@@ -68,11 +70,16 @@ impl<'a> Driver<'a> {
     ) -> anyhow::Result<Self> {
         let listener = handler::listen(&config.name)?;
         let routing = bootstrap::routing(config, underlay, key).await?;
+        let metrics = match config.metrics {
+            Some(addr) => Some(metrics::listen(addr).await?),
+            None => None,
+        };
         Ok(Self {
             dp,
             config,
             routing,
             listener,
+            metrics,
             macs: HashMap::new(),
             static_dsts: config.routes.iter().map(|r| r.dst).collect(),
             fixed_prefixes: config
@@ -103,9 +110,11 @@ impl<'a> Driver<'a> {
             let routing = self.routing.is_some();
             let adopting = !self.adopted.routes.is_empty() || !self.adopted.overlay.is_empty();
             let carrier = self.routing.as_ref().is_some_and(|r| r.carrier.is_some());
+            let serving_metrics = self.metrics.is_some();
             let Self {
                 routing: r,
                 listener,
+                metrics,
                 ..
             } = self;
             let (channel, watch) = match r {
@@ -146,6 +155,11 @@ impl<'a> Driver<'a> {
                 changes = async { watch.expect("guarded").next().await }, if carrier => {
                     self.on_carrier(changes);
                     self.apply().await;
+                }
+                scrape = async { metrics.as_ref().expect("guarded").accept().await }, if serving_metrics => {
+                    if let Ok((stream, _)) = scrape {
+                        self.serve_metrics(stream);
+                    }
                 }
                 conn = listener.accept() => {
                     if let Ok((stream, _)) = conn {

@@ -70,7 +70,7 @@ impl Driver<'_> {
         self.routing.as_ref().ok_or(ControlError::NotConfigured)
     }
 
-    fn status(&self) -> StatusReply {
+    pub(super) fn status(&self) -> StatusReply {
         StatusReply {
             name: self.config.name.clone(),
             node: self.config.node,
@@ -131,7 +131,7 @@ impl Driver<'_> {
             .collect())
     }
 
-    fn neighbors(&self) -> Result<Vec<NeighborHealth>, ControlError> {
+    pub(super) fn neighbors(&self) -> Result<Vec<NeighborHealth>, ControlError> {
         Ok(self
             .routing()?
             .router

@@ -24,6 +24,7 @@ mod handler;
 #[allow(unsafe_code)]
 mod link;
 pub mod lock;
+mod metrics;
 mod preflight;
 pub mod protocol;
 pub mod socket;

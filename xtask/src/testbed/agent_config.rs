@@ -1,11 +1,15 @@
 //! The agent configuration file (`matrix agent --config`) of each testbed node.
 
 use matrix_schema::config::{
-    ConfigFile, NeighborFile, RemotePrefixFile, RouteFile, UnderlayFile, WorkloadFile,
+    ConfigFile, MetricsFile, NeighborFile, RemotePrefixFile, RouteFile, UnderlayFile, WorkloadFile,
 };
 
 use super::state::State;
 use crate::{routes::Route, topology::Topology};
+
+/// Where every testbed agent serves Prometheus metrics: each node is a namespace with a
+/// loopback of its own, so one address serves them all (`testbed exec NODE -- curl ...`).
+pub const METRICS_ADDRESS: &str = "127.0.0.1:9469";
 
 /// The TOML config of node `node` (index), with `routes` from [`crate::routes::compute`].
 #[cfg(test)]
@@ -86,6 +90,9 @@ pub fn render_with(
             })
             .collect(),
         remote_prefix: if dynamic { Vec::new() } else { remote_prefix },
+        metrics: Some(MetricsFile {
+            address: METRICS_ADDRESS.into(),
+        }),
         routing: routing.cloned(),
         ..ConfigFile::default()
     };
@@ -194,6 +201,9 @@ node = "0.4"
 [[remote_prefix]]
 prefix = "fd00:4:0::/64"
 node = "0.4"
+
+[metrics]
+address = "127.0.0.1:9469"
 "#;
         assert_eq!(configs()[0], want);
     }
@@ -243,6 +253,7 @@ node = "0.4"
                     "neighbor",
                     "route",
                     "remote_prefix",
+                    "metrics",
                 ];
                 assert!(known.contains(&key.as_str()), "unexpected key {key}");
             }

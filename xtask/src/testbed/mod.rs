@@ -9,7 +9,7 @@
 //! `<target>/testbed/<prefix>/`. `down` removes all of it by that prefix, so it works
 //! on partial state and from another process.
 
-mod agent_config;
+pub mod agent_config;
 mod agents;
 mod netns;
 mod restart;

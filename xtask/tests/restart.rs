@@ -21,7 +21,7 @@ use std::{
 use serde_json::Value;
 use xtask::{
     cargo,
-    testbed::{self, Testbed, UpOptions},
+    testbed::{self, Testbed, TestbedError, UpOptions},
 };
 
 /// Both streams run this long; every kill and restart happens inside it.
@@ -265,9 +265,11 @@ fn longest_gap(reads: &[Instant], t0: Instant, from: Duration, to: Duration) -> 
         .unwrap_or_default()
 }
 
-/// Datagrams lost in the iperf3 server's intervals that overlap `[from, to)`.
-fn udp_lost_in(server: &Value, from: Duration, to: Duration) -> u64 {
-    server["intervals"]
+/// Datagrams lost in the iperf3 server's intervals that overlap `[from, to)`. Summed
+/// as iperf3 reports them, signed: an interval that sees a datagram counted lost
+/// earlier arrive late reports a negative loss.
+fn udp_lost_in(server: &Value, from: Duration, to: Duration) -> i64 {
+    let lost: f64 = server["intervals"]
         .as_array()
         .map(|i| {
             i.iter()
@@ -276,10 +278,11 @@ fn udp_lost_in(server: &Value, from: Duration, to: Duration) -> u64 {
                     let e = i["sum"]["end"].as_f64().unwrap_or(0.0);
                     e > from.as_secs_f64() && s < to.as_secs_f64()
                 })
-                .filter_map(|i| i["sum"]["lost_packets"].as_u64())
+                .filter_map(|i| i["sum"]["lost_packets"].as_f64())
                 .sum()
         })
-        .unwrap_or(0)
+        .unwrap_or(0.0);
+    lost.round() as i64
 }
 
 /// Brings up the line (static routes, or adaptive with `routing`), runs both streams
@@ -334,6 +337,13 @@ fn relays_restart_under_traffic(routing: Option<&str>) {
     for relay in RELAYS {
         let killed_at = t0.elapsed();
         let old_pid = tb.kill_agent(relay).unwrap();
+        assert!(
+            matches!(
+                tb.kill_agent(relay),
+                Err(TestbedError::AgentNotRunning { .. })
+            ),
+            "{relay}: a dead agent cannot be killed again"
+        );
         thread::sleep(AGENTLESS);
         let new_pid = tb.restart_agent(relay).unwrap();
         let ready_at = t0.elapsed();
@@ -366,8 +376,10 @@ fn relays_restart_under_traffic(routing: Option<&str>) {
     // iperf3 counts datagrams by sequence number: `packets` were sent, `lost_packets`
     // of them never arrived.
     let udp = &server_json["end"]["sum"];
-    let packets = udp["packets"].as_u64().unwrap_or(0);
-    let lost = udp["lost_packets"].as_u64().unwrap_or(packets);
+    let (Some(packets), Some(lost)) = (udp["packets"].as_u64(), udp["lost_packets"].as_u64())
+    else {
+        panic!("{label}: no datagram counts in the iperf3 server's summary: {udp}");
+    };
     let received = packets.saturating_sub(lost);
 
     // What each relay's turn cost, for the record and for the failure message.
@@ -434,6 +446,13 @@ fn relays_restart_under_traffic(routing: Option<&str>) {
     for (name, pid) in &untouched {
         assert_eq!(tb.node(name).pid, *pid, "{name} was not restarted");
     }
+    assert!(
+        matches!(
+            tb.restart_agent("a"),
+            Err(TestbedError::AgentRunning { .. })
+        ),
+        "a second agent for a running node is not started"
+    );
     let status = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["testbed", "status", "--name", &prefix, "--json"])
         .output()

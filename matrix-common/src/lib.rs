@@ -10,9 +10,11 @@ pub mod bench;
 pub mod counters;
 pub mod flow;
 pub mod maps;
+pub mod trace;
 pub mod wire;
 
 pub use counters::*;
 pub use flow::{FlowHash, flow_hash_v4, flow_hash_v6};
 pub use maps::*;
+pub use trace::*;
 pub use wire::*;

@@ -13,7 +13,9 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const NEIGH_STATS: &str = "NEIGH_STATS";
     pub const DEMAND: &str = "DEMAND";
-    pub const ALL: [&str; 10] = [
+    pub const TRACE_CONFIG: &str = "TRACE_CONFIG";
+    pub const TRACE: &str = "TRACE";
+    pub const ALL: [&str; 12] = [
         CONFIG,
         ROUTES,
         NEIGHBORS,
@@ -24,6 +26,8 @@ pub mod names {
         COUNTERS,
         NEIGH_STATS,
         DEMAND,
+        TRACE_CONFIG,
+        TRACE,
     ];
 }
 
@@ -68,7 +72,7 @@ pub struct Config {
 
 /// Version of the pinned maps' layout and meaning (keys, values, sizes, slot numbers).
 /// Bump it with any change an agent could misread in maps an older agent pinned.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// `NEIGHBORS[slot]`: how to reach one neighbour over the underlay.
 #[repr(C)]

@@ -11,6 +11,7 @@ mod nexthop;
 mod outcome;
 mod packet;
 mod redirect;
+mod trace;
 mod underlay;
 mod workload;
 
@@ -19,13 +20,13 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// Underlay interfaces: pass-through, transit, decapsulation.
 #[xdp]
 pub fn matrix_underlay(ctx: XdpContext) -> u32 {
-    underlay::process(&ctx).finish()
+    underlay::process(&ctx).finish(&ctx, matrix_common::TRACE_PROG_UNDERLAY)
 }
 
 /// Workload-facing interfaces: encapsulation.
 #[xdp]
 pub fn matrix_workload(ctx: XdpContext) -> u32 {
-    workload::process(&ctx).finish()
+    workload::process(&ctx).finish(&ctx, matrix_common::TRACE_PROG_WORKLOAD)
 }
 
 /// `XDP_PASS`, for the far end of a veth that receives redirected frames (a veth drops

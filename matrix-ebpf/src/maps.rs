@@ -1,12 +1,13 @@
 //! Every map of the data plane, in one place. Layouts live in `matrix-common`.
 
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
     macros::btf_map,
 };
 use matrix_common::{
     COUNTER_SLOTS, Config, Counter, MAX_DEMAND, MAX_EGRESS, MAX_NEIGHBORS, MAX_OVERLAY_PREFIXES,
-    MAX_ROUTES, Neighbor, NeighborStats, NextHopSet, NodeKey, OverlayOwner,
+    MAX_ROUTES, Neighbor, NeighborStats, NextHopSet, NodeKey, OverlayOwner, TRACE_RING_BYTES,
+    TraceConfig, TraceEvent,
 };
 
 /// `CONFIG[0]`: local NodeId, VNI, hop limit.
@@ -51,3 +52,11 @@ pub static NEIGH_STATS: PerCpuArray<NeighborStats, { MAX_NEIGHBORS as usize }> =
 /// the agent's AntNet draws ant destinations from.
 #[btf_map]
 pub static DEMAND: PerCpuHashMap<u32, u64, { MAX_DEMAND as usize }> = PerCpuHashMap::new();
+
+/// `TRACE_CONFIG[0]`: what `matrix trace` asked for; all zero (nothing) by default.
+#[btf_map]
+pub static TRACE_CONFIG: Array<TraceConfig, 1> = Array::new();
+
+/// Traced packets for `matrix trace` to read.
+#[btf_map]
+pub static TRACE: RingBuf<TraceEvent, { TRACE_RING_BYTES as usize }> = RingBuf::new();

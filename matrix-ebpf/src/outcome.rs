@@ -1,7 +1,7 @@
 //! What the program decided, and counting it: every exit goes through [`Outcome::finish`],
 //! so each packet is counted exactly once by verdict and once by path or drop reason.
 
-use aya_ebpf::bindings::xdp_action;
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use matrix_common::{NeighborStats, VERDICT_DROP, VERDICT_PASS, VERDICT_REDIRECT, VERDICT_TX};
 
 use crate::maps::{COUNTERS, DEMAND, NEIGH_STATS};
@@ -19,8 +19,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Counts the verdict and the path or reason, traces the packet if `matrix trace`
+    /// asks for it, and returns the XDP action. `program` is a `TRACE_PROG_*`.
     #[inline(always)]
-    pub fn finish(self) -> u32 {
+    pub fn finish(self, ctx: &XdpContext, program: u32) -> u32 {
         let (action, verdict, slot) = match self {
             Outcome::Pass(p) => (xdp_action::XDP_PASS, VERDICT_PASS, p),
             Outcome::Drop(r) => (xdp_action::XDP_DROP, VERDICT_DROP, r),
@@ -29,6 +31,7 @@ impl Outcome {
         };
         bump(verdict);
         bump(slot);
+        crate::trace::trace(ctx, program, verdict, slot);
         action
     }
 }

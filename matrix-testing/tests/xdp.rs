@@ -524,3 +524,81 @@ fn counters_accumulate_over_runs() {
     );
     assert!(inst.ebpf.map(names::COUNTERS).is_some());
 }
+
+/// Tracing: off, nothing reaches the ring buffer; on for drops, each drop arrives with its
+/// reason and its bytes; a reason filter and the forwarded flag do what they say.
+#[test]
+fn trace_events_carry_the_verdict_reason_and_bytes() {
+    use matrix_common::{
+        DROP_BAD_CHECKSUM, DROP_EXPIRED, PATH_TRANSIT, TRACE_F_DROPS, TRACE_F_FORWARDED,
+        TRACE_PROG_UNDERLAY, TraceConfig, VERDICT_DROP,
+    };
+    use matrix_user::dataplane::trace::{TraceReader, TracedPacket};
+
+    let mut inst = load(&World::standard());
+    let ring = aya::maps::RingBuf::try_from(inst.ebpf.take_map(names::TRACE).expect("TRACE"))
+        .expect("a ring buffer");
+    let mut reader = TraceReader::new(ring);
+    let drop = fixtures::by_name("underlay/drop_bad_checksum");
+    let relay = fixtures::by_name("underlay/transit_tx_v4_tcp");
+    let go = |f: &Fixture| {
+        let r = run(&inst.ebpf, f.prog, &f.input).expect("test_run");
+        assert_eq!(r.output, f.output, "{}", f.name);
+    };
+    let drain =
+        |reader: &mut TraceReader| std::iter::from_fn(|| reader.next_event()).collect::<Vec<_>>();
+
+    // Off by default.
+    go(&drop);
+    assert_eq!(drain(&mut reader), []);
+
+    let on = |dp: &mut matrix_user::dataplane::DataPlane, flags, reason| {
+        dp.set_trace(TraceConfig {
+            flags,
+            sample: 1,
+            reason,
+            _pad: 0,
+        })
+        .unwrap()
+    };
+    on(&mut inst.dp, TRACE_F_DROPS, 0);
+    go(&drop);
+    go(&relay);
+    let events = drain(&mut reader);
+    assert_eq!(events.len(), 1, "only the drop: {events:?}");
+    let ev = &events[0];
+    assert_eq!(
+        (ev.program, ev.verdict, ev.slot),
+        (TRACE_PROG_UNDERLAY, VERDICT_DROP, DROP_BAD_CHECKSUM)
+    );
+    assert_eq!(ev.frame_len as usize, drop.input.len());
+    let cap = ev.cap_len as usize;
+    assert_eq!(cap, drop.input.len().min(ev.data.len()));
+    assert_eq!(ev.data[..cap], drop.input[..cap]);
+    let decoded = TracedPacket::from(ev);
+    assert_eq!((decoded.verdict, decoded.reason), ("drop", "bad_checksum"));
+    assert!(
+        decoded.headers.iter().any(|h| h.starts_with("geneve vni"))
+            && decoded.headers.iter().any(|h| h.contains("tcp 40000 > 80")),
+        "{:#?}",
+        decoded.headers
+    );
+
+    // Another reason only: this drop is not traced.
+    on(&mut inst.dp, TRACE_F_DROPS, DROP_EXPIRED);
+    go(&drop);
+    assert_eq!(drain(&mut reader), []);
+
+    // Forwarded packets too: the relayed frame, as it leaves.
+    on(&mut inst.dp, TRACE_F_DROPS | TRACE_F_FORWARDED, 0);
+    go(&relay);
+    let events = drain(&mut reader);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].slot, PATH_TRANSIT);
+    let cap = events[0].cap_len as usize;
+    assert_eq!(events[0].data[..cap], relay.output[..cap]);
+
+    inst.dp.set_trace(TraceConfig::default()).unwrap();
+    go(&drop);
+    assert_eq!(drain(&mut reader), []);
+}

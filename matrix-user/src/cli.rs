@@ -367,3 +367,121 @@ pub fn status(node: Option<&str>, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `matrix trace`.
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// Only drops with this reason (as `matrix stats` names them); default: every reason.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Forwarded and passed packets too, not only drops.
+    #[arg(long)]
+    pub all: bool,
+    /// Trace about one packet in N.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub sample: u32,
+    /// Stop after this many packets.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub seconds: Option<f64>,
+}
+
+/// Switches tracing off when `matrix trace` ends, however it ends short of SIGKILL.
+struct TraceOff<'a>(&'a mut DataPlane);
+
+impl Drop for TraceOff<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.set_trace(matrix_common::TraceConfig::default()) {
+            eprintln!("warning: could not switch tracing off: {e}");
+        }
+    }
+}
+
+/// `matrix trace`: switches tracing on in the node's data plane, prints each traced
+/// packet, and switches it off again on Ctrl-C, `--count` or `--seconds`.
+pub fn trace(node: Option<&str>, json: bool, args: &TraceArgs) -> anyhow::Result<()> {
+    use matrix_common::{DROP_NAMES, TRACE_F_DROPS, TRACE_F_FORWARDED, TraceConfig};
+    let dir = select_node(node)?;
+    let mut dp = DataPlane::open(&dir)?;
+    let reason = match &args.reason {
+        None => 0,
+        Some(r) => DROP_NAMES
+            .iter()
+            .find(|(_, n)| n == r)
+            .map(|(slot, _)| *slot)
+            .with_context(|| {
+                let names: Vec<&str> = DROP_NAMES.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "--reason `{r}` is not a drop reason (one of {})",
+                    names.join(", ")
+                )
+            })?,
+    };
+    let mut reader = dp.trace_reader()?;
+    // Events left over from an earlier run are not this run's.
+    while reader.next_event().is_some() {}
+    let flags = TRACE_F_DROPS | if args.all { TRACE_F_FORWARDED } else { 0 };
+    dp.set_trace(TraceConfig {
+        flags,
+        sample: args.sample,
+        reason,
+        _pad: 0,
+    })?;
+    let _off = TraceOff(&mut dp);
+    let names = crate::net::interface_names();
+    let deadline = args
+        .seconds
+        .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    if !json {
+        eprintln!(
+            "tracing {} of {} (Ctrl-C to stop)",
+            if args.all { "every packet" } else { "drops" },
+            name_of(&dir)
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut seen = 0u64;
+    rt.block_on(async {
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        loop {
+            while let Some(ev) = reader.next_event() {
+                let p = crate::dataplane::trace::TracedPacket::from(&ev);
+                if json {
+                    println!("{}", serde_json::to_string(&p)?);
+                } else {
+                    let iface = names
+                        .get(&p.ifindex)
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{}", p.ifindex));
+                    println!(
+                        "{:>14.6} {iface} {} {} {} len {}",
+                        p.ktime_ns as f64 / 1e9,
+                        p.program,
+                        p.verdict,
+                        p.reason,
+                        p.frame_len
+                    );
+                    for h in &p.headers {
+                        println!("    {h}");
+                    }
+                }
+                seen += 1;
+                if args.count.is_some_and(|c| seen >= c) {
+                    return Ok(());
+                }
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = &mut ctrl_c => return Ok(()),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            }
+        }
+    })
+}

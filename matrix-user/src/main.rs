@@ -55,6 +55,9 @@ enum Command {
     Neighbors,
     /// Packet counters by verdict, path and drop reason, and per neighbour.
     Stats,
+    /// Stream dropped packets (and with --all forwarded ones) as the data plane sees them,
+    /// headers decoded; tracing is on only while this runs.
+    Trace(cli::TraceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +96,7 @@ fn run() -> anyhow::Result<()> {
 
         Command::Neighbors => cli::neighbors(node, args.json),
         Command::Stats => cli::stats(node, args.json),
+        Command::Trace(t) => cli::trace(node, args.json, &t),
     }
 }
 

@@ -114,6 +114,19 @@ fn parse_addr_json(iface: &str, json: &str) -> Result<Vec<Ipv4Net>, NetError> {
     Ok(out)
 }
 
+/// Every interface of this network namespace by ifindex (empty if iproute2 fails).
+pub fn interface_names() -> std::collections::HashMap<u32, String> {
+    let Ok(out) = Command::new("ip").args(["-j", "link", "show"]).output() else {
+        return Default::default();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["ifindex"].as_u64()? as u32, l["ifname"].as_str()?.into())))
+        .collect()
+}
+
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');

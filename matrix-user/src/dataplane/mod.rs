@@ -11,6 +11,7 @@ pub mod load;
 mod neighbors;
 mod routes;
 mod stats;
+pub mod trace;
 
 use std::{
     os::fd::AsFd as _,
@@ -28,7 +29,7 @@ use aya::{
 use ipnet::IpNet;
 use matrix_common::{
     COUNTER_SLOTS, Config, MAX_NEIGHBORS, MAX_NEXT_HOPS, Neighbor, NeighborStats, NextHopSet,
-    NodeKey, OverlayOwner, names,
+    NodeKey, OverlayOwner, TraceConfig, names,
 };
 
 pub use neighbors::UnderlayLink;
@@ -159,7 +160,8 @@ fn map_data(map: &Map) -> Option<&MapData> {
         | Map::LpmTrie(d)
         | Map::DevMapHash(d)
         | Map::PerCpuArray(d)
-        | Map::PerCpuHashMap(d) => Some(d),
+        | Map::PerCpuHashMap(d)
+        | Map::RingBuf(d) => Some(d),
         _ => None,
     }
 }
@@ -221,6 +223,7 @@ pub struct DataPlane {
     counters: PerCpuArray<MapData, u64>,
     neigh_stats: PerCpuArray<MapData, NeighborStats>,
     demand: PerCpuHashMap<MapData, u32, u64>,
+    trace_config: Array<MapData, TraceConfig>,
     slots: neighbors::Slots,
 }
 
@@ -255,6 +258,7 @@ impl DataPlane {
             counters: src.open(names::COUNTERS)?,
             neigh_stats: src.open(names::NEIGH_STATS)?,
             demand: src.open(names::DEMAND)?,
+            trace_config: src.open(names::TRACE_CONFIG)?,
             slots: neighbors::Slots::default(),
         };
         dp.slots = dp.adopt_slots()?;

@@ -1,4 +1,5 @@
-//! Prometheus metrics scraped from agents in a namespace fleet, parsed line by line.
+//! What an operator sees of a namespace fleet: Prometheus metrics scraped from the agents
+//! and parsed line by line, and `matrix trace` showing a drop with its reason.
 //!
 //! Privileged: run as root (`cargo xtask test`); these tests fail, never skip, without it.
 
@@ -171,5 +172,83 @@ fn relay_metrics_follow_traffic_and_neighbours() {
         ),
         1.0
     );
+    tb.down().unwrap();
+}
+
+/// A frame the relay must drop (a Geneve-port datagram too short to be overlay traffic,
+/// from a configured neighbour) shows up in `matrix trace` with its reason and headers.
+#[test]
+fn trace_shows_a_drop_with_its_reason() {
+    require_root();
+    let tb = Testbed::up(&topology("line.toml"), &testbed::unique_prefix()).unwrap();
+    let b = tb.node("b");
+    let mut trace = std::process::Command::new(cargo::matrix_bin())
+        .args([
+            "trace",
+            "--node",
+            &b.pin,
+            "--count",
+            "1",
+            "--seconds",
+            "20",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run matrix trace");
+    // Until tracing is on, a datagram is not traced: keep sending until one is.
+    let b_addr = tb.state().links[0].b_addr;
+    let start = Instant::now();
+    let out = loop {
+        let sent = tb.exec(
+            "a",
+            [
+                "bash",
+                "-c",
+                &format!("echo garbage > /dev/udp/{b_addr}/6081"),
+            ],
+        );
+        assert!(sent.status.success(), "{sent:?}");
+        if let Some(status) = trace.try_wait().unwrap() {
+            let out = trace.wait_with_output().unwrap();
+            assert!(status.success(), "matrix trace: {out:?}");
+            break out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "matrix trace saw nothing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let line = String::from_utf8(out.stdout).unwrap();
+    let ev: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(ev["program"], "underlay", "{ev}");
+    assert_eq!(ev["verdict"], "drop", "{ev}");
+    assert_eq!(ev["reason"], "malformed", "{ev}");
+    let headers: Vec<&str> = ev["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with("udp ") && h.contains("> 6081")),
+        "{headers:?}"
+    );
+    // Tracing is off again once `matrix trace` is done: its pinned config is all zero.
+    let off = std::process::Command::new("bpftool")
+        .args(["map", "dump", "pinned"])
+        .arg(
+            std::path::Path::new(testbed::PIN_ROOT)
+                .join(&b.pin)
+                .join("TRACE_CONFIG"),
+        )
+        .output()
+        .expect("bpftool");
+    let dump = String::from_utf8_lossy(&off.stdout);
+    assert!(dump.contains("\"flags\": 0"), "{dump}");
     tb.down().unwrap();
 }

@@ -27,7 +27,7 @@ use crate::{
     params::{ParamError, Params, StrategyKind},
     qrouting::QRouting,
     rng::Rng,
-    routes::{Candidate, RouteTable},
+    routes::{Candidate, Hold, RouteTable},
     timer::{Timer, TimerTable},
     topology::Topology,
 };
@@ -222,7 +222,10 @@ impl Router {
             self.launch_ant();
             self.timers.set(Timer::Ant, now + self.params.ant_interval);
         }
-        if self.timers.take_expired(Timer::Recompute, now) {
+        // A stale route's hold is over: recomputing withdraws it unless it came back.
+        if self.timers.take_expired(Timer::Recompute, now)
+            | self.timers.take_expired(Timer::Stale, now)
+        {
             self.recompute(now);
         }
         self.rearm();
@@ -383,16 +386,34 @@ impl Router {
         }
         let wanted = self.wanted_routes();
         let nbrs = &self.neighbors;
-        self.routes.update(
+        let topo = &self.topo;
+        let hold = Hold {
+            now,
+            stale: self.params.stale_hold,
+            // Hosts and zones only: a budget aggregate that goes is replaced, not lost.
+            lost: |d: NodePrefix| {
+                (d.len == 32 || d.len == crate::node::ZONE_BITS) && topo.path(d).is_none()
+            },
+        };
+        let routes_expire = self.routes.update(
             self.me,
             wanted,
             |n| nbrs.is_alive(n),
             self.params.hysteresis,
             self.params.max_routes,
+            hold,
             &mut self.actions,
         );
         let owners = self.overlay_owners();
-        self.overlay.update(owners, &mut self.actions);
+        let routes = &self.routes;
+        let overlay_expires = self.overlay.update(
+            owners,
+            |o| routes.holds_stale_route_to(o),
+            hold,
+            &mut self.actions,
+        );
+        let next = [routes_expire, overlay_expires].into_iter().flatten().min();
+        self.timers.set_opt(Timer::Stale, next);
     }
 
     /// Whether data for `d` may go to neighbour `n`: `n` is strictly closer to `d` than

@@ -2,7 +2,10 @@
 //! plane. Quantised to small integer weights, held back by hysteresis, cut to the route
 //! budget by aggregation, and written as differences, make before break.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 use crate::{
     aggregate,
@@ -108,6 +111,19 @@ fn worth_installing(old: &Route, new: &Route, hysteresis: f64) -> bool {
 pub(crate) struct RouteTable {
     installed: BTreeMap<NodePrefix, Route>,
     detail: BTreeMap<NodePrefix, Vec<(NodeId, f64)>>,
+    /// Installed routes whose destination lost every live next hop with nothing to
+    /// replace them, and since when: kept for the stale hold (see `Params::stale_hold`).
+    stale: BTreeMap<NodePrefix, Instant>,
+}
+
+/// What the table must know to hold stale routes: the clock, the hold, and which
+/// destinations the topology lost (no path at all, as opposed to a strategy that no
+/// longer wants a route to a destination it still reaches).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hold<L = fn(NodePrefix) -> bool> {
+    pub(crate) now: Instant,
+    pub(crate) stale: Duration,
+    pub(crate) lost: L,
 }
 
 impl RouteTable {
@@ -118,7 +134,11 @@ impl RouteTable {
     /// Installs the strategy's `wanted` routes: writes `Install`s for new and changed
     /// routes, then `Withdraw`s for the ones no longer wanted, so a destination is never
     /// left without a route while a replacement exists. No installed route keeps a
-    /// member that `alive` rejects, whatever the hysteresis.
+    /// member that `alive` rejects, whatever the hysteresis, but one: a route to a
+    /// destination the topology lost, with no covering replacement, stays as it was for
+    /// `hold.stale` (the neighbour that stopped answering may be forwarding on while its
+    /// agent restarts), then goes. Returns when the next stale route expires.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn update(
         &mut self,
         me: NodeId,
@@ -126,8 +146,9 @@ impl RouteTable {
         alive: impl Fn(NodeId) -> bool,
         hysteresis: f64,
         budget: Option<usize>,
+        hold: Hold<impl Fn(NodePrefix) -> bool>,
         out: &mut VecDeque<Action>,
-    ) {
+    ) -> Option<Instant> {
         let mut routes: BTreeMap<NodePrefix, Route> = BTreeMap::new();
         self.detail.clear();
         for (dst, c) in wanted {
@@ -149,12 +170,23 @@ impl RouteTable {
         {
             routes = aggregate::to_budget(me.zone(), routes, max);
         }
-        let withdraws: Vec<NodePrefix> = self
+        let mut withdraws = Vec::new();
+        for dst in self
             .installed
             .keys()
             .filter(|dst| !routes.contains_key(dst))
-            .copied()
-            .collect();
+        {
+            let covered = routes.keys().any(|p| p.len < dst.len && p.contains(dst.id));
+            if covered || !(hold.lost)(*dst) {
+                withdraws.push(*dst);
+                continue;
+            }
+            let since = *self.stale.entry(*dst).or_insert(hold.now);
+            if hold.now >= since + hold.stale {
+                withdraws.push(*dst);
+            }
+        }
+        self.stale.retain(|dst, _| !routes.contains_key(dst));
         for (dst, new) in routes {
             let write = match self.installed.get(&dst) {
                 Some(old) => worth_installing(old, &new, hysteresis),
@@ -171,8 +203,15 @@ impl RouteTable {
         }
         for dst in withdraws {
             self.installed.remove(&dst);
+            self.stale.remove(&dst);
             out.push_back(Action::Withdraw { dst });
         }
+        self.stale.values().map(|since| *since + hold.stale).min()
+    }
+
+    /// Whether the route that carries traffic to `node` is one held stale.
+    pub(crate) fn holds_stale_route_to(&self, node: NodeId) -> bool {
+        self.stale.keys().any(|p| p.contains(node))
     }
 
     pub(crate) fn info(&self) -> Vec<RouteInfo> {
@@ -191,6 +230,15 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stale routes withdrawn at once: the tables' behaviour before holds.
+    fn no_hold() -> Hold {
+        Hold {
+            now: Instant::now(),
+            stale: Duration::ZERO,
+            lost: |_: NodePrefix| true,
+        }
+    }
 
     fn n(h: u32) -> NodeId {
         NodeId::new(1, h)
@@ -242,6 +290,7 @@ mod tests {
             all,
             0.1,
             None,
+            no_hold(),
             &mut out,
         );
         assert_eq!(out.len(), 1);
@@ -253,6 +302,7 @@ mod tests {
             all,
             0.1,
             None,
+            no_hold(),
             &mut out,
         );
         assert!(out.is_empty(), "{out:?}");
@@ -263,6 +313,7 @@ mod tests {
             all,
             0.1,
             None,
+            no_hold(),
             &mut out,
         );
         assert_eq!(
@@ -280,6 +331,7 @@ mod tests {
             |x| x != n(3),
             0.9,
             None,
+            no_hold(),
             &mut out,
         );
         assert_eq!(out.len(), 1);
@@ -291,10 +343,114 @@ mod tests {
             all,
             0.1,
             None,
+            no_hold(),
             &mut out,
         );
         assert!(matches!(out[0], Action::Install { dst, .. } if dst == d(6)));
         assert_eq!(out[1], Action::Withdraw { dst: d(5) });
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_destination_with_no_live_next_hop_is_held_then_withdrawn() {
+        let me = n(1);
+        let (d, zone) = (NodePrefix::host(n(5)), NodePrefix::of_zone(1));
+        let mut t = RouteTable::default();
+        let mut out = VecDeque::new();
+        let t0 = Instant::now();
+        let hold = |ms| Hold {
+            now: t0 + Duration::from_millis(ms),
+            stale: Duration::from_secs(5),
+            lost: |_| true,
+        };
+        let via2 = BTreeMap::from([(d, cand(&[(2, 1.0)]))]);
+        assert_eq!(
+            t.update(me, via2.clone(), |_| true, 0.1, None, hold(0), &mut out),
+            None
+        );
+        out.clear();
+        // Neighbour 2 dies and nothing else reaches 5: the route stays as it was.
+        let expires = t.update(
+            me,
+            via2.clone(),
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(100),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(t.len(), 1);
+        assert_eq!(expires, Some(t0 + Duration::from_millis(5100)));
+        // Still held just before the end of the hold, withdrawn at it.
+        t.update(
+            me,
+            via2.clone(),
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(5099),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        let expires = t.update(
+            me,
+            via2.clone(),
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(5100),
+            &mut out,
+        );
+        assert_eq!(out.pop_front(), Some(Action::Withdraw { dst: d }));
+        assert_eq!((t.len(), expires), (0, None));
+        // Back: installed again; dead again and then alive before the end: never
+        // withdrawn, and the hold starts over next time.
+        t.update(me, via2.clone(), |_| true, 0.1, None, hold(6000), &mut out);
+        out.clear();
+        t.update(
+            me,
+            via2.clone(),
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(6100),
+            &mut out,
+        );
+        t.update(me, via2.clone(), |_| true, 0.1, None, hold(7000), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let expires = t.update(
+            me,
+            via2.clone(),
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(8000),
+            &mut out,
+        );
+        assert_eq!(expires, Some(t0 + Duration::from_millis(13000)));
+        // A covering route that replaces it: withdrawn at once.
+        let zone_via3 = BTreeMap::from([(zone, cand(&[(3, 1.0)]))]);
+        t.update(
+            me,
+            zone_via3,
+            |x| x != n(2),
+            0.1,
+            None,
+            hold(8100),
+            &mut out,
+        );
+        assert!(matches!(out[0], Action::Install { dst, .. } if dst == zone));
+        assert_eq!(out[1], Action::Withdraw { dst: d });
+        out.clear();
+        // A destination the topology still reaches but the strategy no longer wants (a
+        // switch to `direct`): withdrawn at once.
+        let reached = Hold {
+            now: t0 + Duration::from_millis(9000),
+            stale: Duration::from_secs(5),
+            lost: |_| false,
+        };
+        t.update(me, BTreeMap::new(), |_| true, 0.1, None, reached, &mut out);
+        assert_eq!(out.pop_front(), Some(Action::Withdraw { dst: zone }));
     }
 }

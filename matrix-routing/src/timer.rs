@@ -16,21 +16,24 @@ pub(crate) enum Timer {
     Age,
     /// Routes are recomputed after a short hold, batching bursts of changes.
     Recompute,
+    /// A stale route or overlay prefix reaches the end of its hold (earliest of all).
+    Stale,
 }
 
 impl Timer {
-    const ALL: [Timer; 6] = [
+    const ALL: [Timer; 7] = [
         Timer::Hello,
         Timer::Advert,
         Timer::Ant,
         Timer::Dead,
         Timer::Age,
         Timer::Recompute,
+        Timer::Stale,
     ];
 }
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct TimerTable([Option<Instant>; 6]);
+pub(crate) struct TimerTable([Option<Instant>; 7]);
 
 impl TimerTable {
     pub(crate) fn set(&mut self, t: Timer, at: Instant) {

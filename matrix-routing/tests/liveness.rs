@@ -158,3 +158,39 @@ fn a_restarted_node_outbids_its_old_adverts() {
     assert!(!net.overlay[&a].contains_key(&old));
     assert_eq!(net.walk(a, c), Ok(2));
 }
+
+/// B's agent stops (its control messages cease; its data plane may forward on): A and C
+/// have no other way to each other, so they keep their routes through B for the stale
+/// hold instead of leaving the destination without a route, and withdraw them after it.
+/// Where another way exists it is taken at once (see the tests above).
+#[test]
+fn a_silent_neighbour_with_no_alternative_keeps_its_routes_for_the_hold() {
+    let (a, b, c) = (n(1, 1), n(1, 2), n(1, 3));
+    let mut net = Net::new(&[(a, b, 1), (b, c, 1)], Params::default());
+    net.run_for(ms(3000));
+    assert_eq!(net.lookup(a, c), Some(&vec![(b, 1)]));
+    assert_eq!(net.lookup(c, a), Some(&vec![(b, 1)]));
+    net.link(a, b).up = false;
+    net.link(b, c).up = false;
+    // Declared dead after 350 ms, yet the routes stay.
+    net.run_for(ms(1000));
+    assert!(
+        !net.routers[&a]
+            .neighbors()
+            .iter()
+            .any(|i| i.node == b && i.alive)
+    );
+    assert_eq!(net.lookup(a, c), Some(&vec![(b, 1)]));
+    assert_eq!(net.lookup(c, a), Some(&vec![(b, 1)]));
+    // B answers again within the hold: nothing was ever withdrawn.
+    net.link(a, b).up = true;
+    net.link(b, c).up = true;
+    net.run_for(ms(2000));
+    assert_eq!(net.lookup(a, c), Some(&vec![(b, 1)]));
+    // Silent for longer than the hold (5 s): withdrawn.
+    net.link(a, b).up = false;
+    net.link(b, c).up = false;
+    net.run_for(ms(6000));
+    assert_eq!(net.lookup(a, c), None);
+    assert_eq!(net.lookup(c, a), None);
+}

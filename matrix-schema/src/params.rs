@@ -96,6 +96,12 @@ pub struct Params {
     pub q_learning_rate: f64,
     /// Relative weight change below which an installed route is left alone.
     pub hysteresis: f64,
+    /// How long a route (and the overlay prefixes behind it) stays installed after its
+    /// destination lost every live next hop and nothing replaces it. A neighbour that
+    /// stops answering may be only its agent restarting, while its data plane forwards
+    /// on: its traffic keeps going; a destination that is really gone is withdrawn after
+    /// this. Where a replacement exists it is installed at once, whatever this says.
+    pub stale_hold: Duration,
     /// Routing-state budget: at most this many route entries (None: derived from memory).
     pub max_routes: Option<usize>,
     /// Capacity assumed for an underlay link whose speed the host does not report,
@@ -121,6 +127,7 @@ impl Default for Params {
             antnet_window: 0.3,
             q_learning_rate: 0.5,
             hysteresis: 0.1,
+            stale_hold: Duration::from_secs(5),
             max_routes: None,
             link_capacity_mbps: 1000.0,
         }
@@ -172,7 +179,7 @@ fn unit(name: &str, value: &str, lo: f64, hi: f64) -> Result<f64, ParamError> {
 
 impl Params {
     /// Names accepted by [`Params::set`], in display order.
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "strategy",
         "hello_interval_ms",
         "dead_count",
@@ -187,6 +194,7 @@ impl Params {
         "antnet_window",
         "q_learning_rate",
         "hysteresis",
+        "stale_hold_ms",
         "max_routes",
         "zone_bits",
         "link_capacity_mbps",
@@ -210,6 +218,7 @@ impl Params {
             "antnet_window" => self.antnet_window = unit(name, value, 0.0, 1.0)?,
             "q_learning_rate" => self.q_learning_rate = unit(name, value, 0.0, 1.0)?,
             "hysteresis" => self.hysteresis = unit(name, value, 0.0, 1.0)?,
+            "stale_hold_ms" => self.stale_hold = ms(name, value)?,
             "max_routes" => {
                 self.max_routes = if value == "auto" {
                     None
@@ -248,6 +257,7 @@ impl Params {
             ("antnet_window", self.antnet_window.to_string()),
             ("q_learning_rate", self.q_learning_rate.to_string()),
             ("hysteresis", self.hysteresis.to_string()),
+            ("stale_hold_ms", ms(self.stale_hold)),
             (
                 "max_routes",
                 self.max_routes.map_or("auto".into(), |m| m.to_string()),

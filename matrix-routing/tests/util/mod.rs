@@ -241,17 +241,32 @@ impl Net {
                 }
             }
         }
-        // No route through a neighbour this router holds dead.
+        // No route written through a neighbour this router holds dead, and none mixes
+        // live and dead next hops. A route entirely through dead neighbours is one held
+        // stale (its destination has no other way; the neighbour's data plane may be
+        // forwarding on while its agent restarts): it was written while they lived.
         let alive: Vec<NodeId> = self.routers[&node]
             .neighbors()
             .into_iter()
             .filter(|i| i.alive)
             .map(|i| i.node)
             .collect();
-        for (dst, hops) in self.fib.get(&node).into_iter().flatten() {
-            for (h, _) in hops {
-                assert!(alive.contains(h), "{node}: route {dst} via dead {h}");
+        for a in &kept {
+            if let Action::Install { dst, next_hops, .. } = a {
+                for (h, _) in next_hops {
+                    assert!(
+                        alive.contains(h),
+                        "{node}: route {dst} written via dead {h}"
+                    );
+                }
             }
+        }
+        for (dst, hops) in self.fib.get(&node).into_iter().flatten() {
+            let live = hops.iter().filter(|(h, _)| alive.contains(h)).count();
+            assert!(
+                live == hops.len() || live == 0,
+                "{node}: route {dst} mixes live and dead next hops: {hops:?}"
+            );
         }
         if self.record && !kept.is_empty() {
             self.batches.push(Batch {

@@ -11,6 +11,7 @@
 mod agent_config;
 mod agents;
 mod netns;
+pub mod outsider;
 mod state;
 mod wire;
 

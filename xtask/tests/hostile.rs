@@ -700,3 +700,33 @@ fn spoofed_arp_does_not_redirect_overlay_frames() {
         "overlay frames went to the outsider"
     );
 }
+
+/// Nor may the spoof cut the link: the agents' control datagrams leave through the
+/// kernel's stack, which addresses them with its own ARP entry for the neighbour, so they
+/// must not follow a forged reply either, or the neighbour stops hearing this node and
+/// drops every route through it.
+#[test]
+fn spoofed_arp_does_not_cut_the_link() {
+    require_root();
+    let tb = up(Some("shortest"));
+    wait_converged(&tb);
+    let m = middle(&tb);
+    let out = Outsider::attach(tb.state(), MIDDLE, None).unwrap();
+    let capture = out.capture().unwrap();
+    under_arp_spoof(&out, &m, || {
+        thread::sleep(Duration::from_secs(2));
+        for (node, of) in [("c", "b"), ("b", "c")] {
+            let n = neighbor(&tb, node, of);
+            assert_eq!(
+                n["alive"],
+                true,
+                "{node} lost {of} under ARP spoofing: {n}; c's kernel ARP entry for b: {}; \
+                 frames addressed to the outsider: {:?}; b's routes: {:?}",
+                kernel_arp(&tb, &m),
+                addressed_to(&out, &capture),
+                routes(&tb, "b"),
+            );
+        }
+        assert_traffic_crosses(&tb, "under ARP spoofing");
+    });
+}

@@ -12,6 +12,7 @@
 pub mod agent_config;
 mod agents;
 mod netns;
+pub mod outsider;
 mod restart;
 mod state;
 mod wire;

@@ -165,6 +165,56 @@ pub fn probe(addr: Ipv4Addr) {
     }
 }
 
+/// Pins the kernel's neighbour entry for `addr` on `iface` to `mac` (`nud permanent`):
+/// ARP replies, forged or not, no longer move it. The agent does this with MACs its
+/// neighbours' authenticated datagrams give, so its own control datagrams, which the
+/// kernel addresses, cannot be diverted by a spoofed ARP reply either.
+pub fn pin_neighbor(addr: Ipv4Addr, mac: [u8; 6], iface: &str) -> Result<(), NetError> {
+    let mac = crate::dataplane::mac_string(mac);
+    let addr = addr.to_string();
+    iproute(
+        iface,
+        &[
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "dev",
+            iface,
+            "nud",
+            "permanent",
+        ],
+    )
+}
+
+/// Removes the neighbour entry for `addr` on `iface` (the kernel resolves it afresh).
+pub fn unpin_neighbor(addr: Ipv4Addr, iface: &str) -> Result<(), NetError> {
+    iproute(iface, &["neigh", "del", &addr.to_string(), "dev", iface])
+}
+
+/// Runs `ip ARGS` about `iface`; its stderr is the error.
+fn iproute(iface: &str, args: &[&str]) -> Result<(), NetError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!("cannot run `ip` (iproute2): {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!(
+                "`ip {}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Sets the MTU of `iface` (through iproute2, which every supported host has).
 pub fn set_mtu(iface: &str, mtu: u32) -> Result<(), NetError> {
     let out = Command::new("ip")

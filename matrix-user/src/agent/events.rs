@@ -35,6 +35,11 @@ impl Driver<'_> {
                     crate::dataplane::mac_string(mac)
                 );
                 self.macs.insert(from, mac);
+                if let Some(n) = self.config.neighbors.iter().find(|n| n.node == from)
+                    && let Err(e) = crate::net::pin_neighbor(n.address, mac, &n.iface)
+                {
+                    warn!("neighbour {from}: pinning its ARP entry: {e}");
+                }
             }
             Err(e) => {
                 self.map_errors += 1;

@@ -135,6 +135,12 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         Ok(()) => opts.keep,
         Err(_) => loaded.adopted(),
     };
+    if !keep && config.routing.is_some() {
+        // The kernel's neighbour entries this agent pinned go back to ARP.
+        for n in &config.neighbors {
+            let _ = net::unpin_neighbor(n.address, &n.iface);
+        }
+    }
     if keep {
         let dir = loaded.dir().to_path_buf();
         loaded.keep();

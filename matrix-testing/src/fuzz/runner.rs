@@ -107,8 +107,8 @@ impl Violation {
 pub struct ProgStats {
     pub frames: u64,
     pub by_origin: BTreeMap<Origin, u64>,
-    /// Frames by what the oracle judged them (violations aside).
-    pub judged: BTreeMap<&'static str, u64>,
+    /// Frames by origin and what the oracle judged them (violations aside).
+    pub judged: BTreeMap<(Origin, &'static str), u64>,
     /// COUNTERS growth over the run, by slot (reruns of a disputed batch not included).
     pub counters: Vec<u64>,
 }
@@ -120,7 +120,7 @@ impl ProgStats {
             *self.by_origin.entry(*k).or_default() += v;
         }
         for (k, v) in &other.judged {
-            *self.judged.entry(k).or_default() += v;
+            *self.judged.entry(*k).or_default() += v;
         }
         add_into(&mut self.counters, &other.counters);
     }
@@ -177,22 +177,23 @@ impl Report {
             self.threads
         );
         for (prog, st) in PROGS.iter().zip(&self.progs) {
-            let origins = Origin::ALL.map(|o| {
-                let n = st.by_origin.get(&o).copied().unwrap_or(0);
-                format!("{} {n}", o.name())
-            });
-            let _ = writeln!(
-                s,
-                "{:<9} {} frames ({})",
-                format!("{prog:?}").to_lowercase(),
-                st.frames,
-                origins.join(", ")
-            );
+            let _ = writeln!(s, "{prog:?} program: {} frames", st.frames);
             let _ = writeln!(s, "  verdicts: {}", st.slots(&VERDICT_NAMES));
             let _ = writeln!(s, "  paths:    {}", st.slots(&PATH_NAMES));
             let _ = writeln!(s, "  drops:    {}", st.slots(&DROP_NAMES));
-            let judged = st.judged.iter().map(|(k, v)| format!("{k} {v}"));
-            let _ = writeln!(s, "  oracle:   {}", judged.collect::<Vec<_>>().join(", "));
+            // What the oracle found the frames of each origin got.
+            for origin in Origin::ALL {
+                let n = st.by_origin.get(&origin).copied().unwrap_or(0);
+                let judged = (st.judged.iter())
+                    .filter(|((o, _), _)| *o == origin)
+                    .map(|((_, j), v)| format!("{j} {v}"));
+                let _ = writeln!(
+                    s,
+                    "  {:<8} {n:>8}: {}",
+                    origin.name(),
+                    judged.collect::<Vec<_>>().join(", ")
+                );
+            }
         }
         let _ = write!(s, "violations: {}", self.violation_count);
         if self.violation_count > self.violations.len() as u64 {
@@ -359,7 +360,10 @@ impl Worker<'_> {
                     .oracle
                     .judge(case.prog, &case.frame, r.action, &r.output)
                 {
-                    Ok(j) => *st.judged.entry(judged_name(j, r.action)).or_default() += 1,
+                    Ok(j) => {
+                        let key = (case.origin, judged_name(j, r.action));
+                        *st.judged.entry(key).or_default() += 1;
+                    }
                     Err(faults) => found.violation(
                         self.opts.keep,
                         Violation {

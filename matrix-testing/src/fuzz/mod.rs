@@ -5,19 +5,22 @@
 //! and `i` alone (`Rng::for_frame`), so a violation reproduces from the two numbers on
 //! any number of threads, and `cargo xtask fuzz --seed S --frame I` replays it.
 //!
-//! One file per part: `generate` (the frames: a pool of valid ones, from the fixture table and
-//! generated, and the mutations), `oracle` (what a result may be), `runner` (threads,
-//! batches, counters, the report). The oracle's own tests, which need no root, are in
-//! `tests`; the XDP runs are `tests/fuzz.rs` (20,000 frames) and the `matrix-fuzz` binary
-//! behind `cargo xtask fuzz` (1,000,000 by default).
+//! One file per part: `generate` (the frames: a pool of valid ones, from the fixture
+//! table and generated, and the mutations), `oracle` (what a result may be), `tally`
+//! (what a batch must have counted), `runner` (threads, batches, counters, the report).
+//! The oracle's own tests, which need no root, are in `tests`; the XDP runs are
+//! `tests/fuzz.rs` (20,000 frames) and the `matrix-fuzz` binary behind `cargo xtask fuzz`
+//! (1,000,000 by default).
 
 mod generate;
 mod oracle;
 mod runner;
+mod tally;
 
 pub use generate::*;
 pub use oracle::*;
 pub use runner::*;
+pub use tally::*;
 
 /// xorshift64* (the generator of the fixtures' garbage), seeded through splitmix64 so
 /// that neighbouring seeds and frame indices give unrelated streams.

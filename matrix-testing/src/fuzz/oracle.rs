@@ -8,12 +8,10 @@
 use std::net::IpAddr;
 
 use matrix_common::{
-    COUNTER_SLOTS, DROP_NAMES, ENCAP_OVERHEAD, ETH_HDR_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4,
-    ETH_P_IPV6, FlowHash, GENEVE_FLAG_CRITICAL, GENEVE_PORT, IPPROTO_TCP, IPPROTO_UDP, IPV4_DF,
-    IPV4_HDR_LEN, IPV6_HDR_LEN, MATRIX_OPT_CLASS, MATRIX_OPT_DATA_WORDS, MATRIX_OPT_TYPE, Neighbor,
-    OUTER_TTL, OuterV4, PATH_DECAP, PATH_ENCAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN,
-    VERDICT_ABORTED, VERDICT_DROP, VERDICT_PASS, VERDICT_REDIRECT, VERDICT_TX, VLAN_HDR_LEN,
-    flow_hash_v4, flow_hash_v6, udp_src_port,
+    ENCAP_OVERHEAD, ETH_HDR_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, FlowHash,
+    GENEVE_FLAG_CRITICAL, GENEVE_PORT, IPPROTO_TCP, IPPROTO_UDP, IPV4_DF, IPV4_HDR_LEN,
+    IPV6_HDR_LEN, MATRIX_OPT_CLASS, MATRIX_OPT_DATA_WORDS, MATRIX_OPT_TYPE, Neighbor, OUTER_TTL,
+    OuterV4, UDP_HDR_LEN, VLAN_HDR_LEN, flow_hash_v4, flow_hash_v6, udp_src_port,
 };
 
 use crate::fixtures::{Action, ENCAP_GROWTH, LO_IFINDEX, Prog, World, parse_outer};
@@ -705,81 +703,4 @@ pub fn ipv4_checksum_ok(header: &[u8]) -> bool {
 /// The checksum a 20-byte IPv4 header should carry.
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
     !ones_complement_sum(header, true)
-}
-
-/// What a batch of frames must have added to COUNTERS, from what the oracle saw them get:
-/// the verdict slots one per frame by action, the path slots by what happened, and the
-/// drop reasons, together, one per drop. Never an aborted verdict.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub frames: u64,
-    /// Frames by XDP action code.
-    pub actions: [u64; 5],
-    /// Frames by path slot (transit, encap, decap, passthrough).
-    pub paths: [u64; 4],
-}
-
-const PATHS: [u32; 4] = [PATH_TRANSIT, PATH_ENCAP, PATH_DECAP, PATH_PASSTHROUGH];
-
-impl Tally {
-    /// Adds a frame that `prog` ended with `action`, `output` left of `input`, whatever
-    /// the oracle said of it.
-    pub fn add(&mut self, prog: Prog, input: &[u8], action: u32, output: &[u8]) {
-        self.frames += 1;
-        let Some(a) = Action::from_code(action) else {
-            return;
-        };
-        self.actions[a as usize] += 1;
-        let path = match (a, prog) {
-            (Action::Pass, _) if output == input => PATH_PASSTHROUGH,
-            (Action::Pass, _) => PATH_DECAP,
-            (Action::Tx | Action::Redirect, Prog::Underlay) => PATH_TRANSIT,
-            (Action::Tx | Action::Redirect, _) => PATH_ENCAP,
-            _ => return,
-        };
-        let i = PATHS.iter().position(|p| *p == path).expect("a path slot");
-        self.paths[i] += 1;
-    }
-
-    /// Compares `delta`, COUNTERS' growth over the frames of this tally, with what those
-    /// frames must have counted.
-    pub fn check(&self, delta: &[u64]) -> Faults {
-        let mut f = Vec::new();
-        if delta.len() != COUNTER_SLOTS as usize {
-            return vec![format!(
-                "{} counter slots, not {COUNTER_SLOTS}",
-                delta.len()
-            )];
-        }
-        let verdicts = [
-            (VERDICT_ABORTED, "aborted", 0),
-            (VERDICT_DROP, "drop", self.actions[Action::Drop as usize]),
-            (VERDICT_PASS, "pass", self.actions[Action::Pass as usize]),
-            (VERDICT_TX, "tx", self.actions[Action::Tx as usize]),
-            (
-                VERDICT_REDIRECT,
-                "redirect",
-                self.actions[Action::Redirect as usize],
-            ),
-        ];
-        let names = ["transit", "encap", "decap", "passthrough"];
-        let paths = PATHS.iter().zip(names).zip(self.paths);
-        let paths = paths.map(|((slot, name), n)| (*slot, name, n));
-        for (slot, name, want) in verdicts.into_iter().chain(paths) {
-            let got = delta[slot as usize];
-            if got != want {
-                f.push(format!(
-                    "COUNTERS[{name}] +{got}, the frames ended {name} {want} times"
-                ));
-            }
-        }
-        let reasons: u64 = DROP_NAMES.iter().map(|(s, _)| delta[*s as usize]).sum();
-        let drops = self.actions[Action::Drop as usize];
-        if reasons != drops {
-            f.push(format!(
-                "drop reasons counted +{reasons}, the frames were dropped {drops} times"
-            ));
-        }
-        f
-    }
 }

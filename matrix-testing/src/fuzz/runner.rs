@@ -19,7 +19,8 @@ use matrix_common::{COUNTER_SLOTS, DROP_NAMES, PATH_NAMES, VERDICT_NAMES};
 
 use super::{
     Case, Generator, Origin, hex,
-    oracle::{Faults, Judged, Oracle, Tally},
+    oracle::{Faults, Judged, Oracle},
+    tally::Tally,
 };
 use crate::fixtures::{self, Action, Instance, Prog, World, run_frame};
 

@@ -9,20 +9,16 @@
 
 use std::{collections::BTreeMap, fmt::Debug};
 
-use anyhow::{Context as _, anyhow};
-use aya::{
-    Ebpf,
-    maps::{PerCpuArray, PerCpuHashMap},
-    programs::{TestRun, TestRunOptions},
-};
+use anyhow::anyhow;
+use aya::maps::{PerCpuArray, PerCpuHashMap};
 use etherparse::PacketHeaders;
 use matrix_common::{
-    COUNTER_SLOTS, Config, DROP_INTERNAL, DROP_MALFORMED, DROP_NAMES, ENCAP_OVERHEAD, ETH_HDR_LEN,
-    GENEVE_PORT, MAX_NEIGHBORS, NeighborStats, OuterV4, PATH_NAMES, PATH_PASSTHROUGH, VERDICT_DROP,
+    COUNTER_SLOTS, Config, DROP_INTERNAL, DROP_MALFORMED, DROP_NAMES, ENCAP_OVERHEAD, GENEVE_PORT,
+    MAX_NEIGHBORS, NeighborStats, OuterV4, PATH_NAMES, PATH_PASSTHROUGH, VERDICT_DROP,
     VERDICT_NAMES, VERDICT_PASS, names,
 };
 use matrix_testing::fixtures::{
-    self, Action, Expect, Fixture, Instance, Kind, Prog, World, parse_outer, program,
+    self, Action, Expect, Fixture, Instance, Kind, Prog, World, parse_outer, run_frame as run,
 };
 use matrix_user::node::NodeId;
 
@@ -39,43 +35,6 @@ fn require_root() {
 fn load(world: &World) -> Instance {
     require_root();
     fixtures::load(world).expect("load the data plane and build the fixture world")
-}
-
-struct RunResult {
-    action: u32,
-    output: Vec<u8>,
-}
-
-/// Runs `prog` once on `frame`.
-///
-/// BPF_PROG_TEST_RUN refuses less than an Ethernet header of data (EINVAL). A shorter frame
-/// is padded to 14 bytes and `xdp_md.data_end` set to its length: the kernel puts the
-/// padding in a fragment, and the program, which reads `data..data_end` only, sees exactly
-/// `frame`, as it would a driver's frame of that length.
-fn run(ebpf: &Ebpf, prog: Prog, frame: &[u8]) -> anyhow::Result<RunResult> {
-    let pad = ETH_HDR_LEN.saturating_sub(frame.len());
-    let data = [frame, &[0; ETH_HDR_LEN][..pad]].concat();
-    // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
-    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, 0, 0, 0]
-        .iter()
-        .flat_map(|w| w.to_ne_bytes())
-        .collect();
-    // Room for encapsulation's growth.
-    let mut out = vec![0u8; data.len() + 2 * ENCAP_OVERHEAD];
-    let opts = TestRunOptions {
-        data_in: Some(&data),
-        data_out: Some(&mut out),
-        ctx_in: (pad > 0).then_some(&ctx[..]),
-        ..TestRunOptions::new()
-    };
-    let what = || format!("test_run {} on a {}-byte frame", prog.name(), frame.len());
-    let r = program(ebpf, prog)?.test_run(opts).with_context(what)?;
-    // data_out holds the linear part, then the fragment: drop the padding again.
-    out.truncate((r.data_size_out as usize).saturating_sub(pad));
-    Ok(RunResult {
-        action: r.return_value,
-        output: out,
-    })
 }
 
 /// COUNTERS, NEIGH_STATS and DEMAND, each summed over CPUs.

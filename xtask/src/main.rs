@@ -1,6 +1,8 @@
-//! `cargo xtask`: set-up, build, test, run the demo, and the namespace testbed.
+//! `cargo xtask`: set-up, build, test, run the demo, the namespace testbed, benches and
+//! the data-plane fuzzer.
 
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -37,6 +39,9 @@ enum Task {
     /// Set-up, build, then every benchmark (as root): writes target/bench/results.md
     /// and results.json.
     Bench(xtask::bench::BenchArgs),
+    /// Set-up, build, then random and mutated frames (1M by default) through both XDP
+    /// programs, every result judged by an oracle (as root); fails on a violation.
+    Fuzz(fuzz::FuzzArgs),
     /// The namespace fleet on its own.
     Testbed {
         #[command(subcommand)]
@@ -122,6 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Bench(args) => setup::run()
             .and_then(|()| xtask::bench::run(&args))
             .map(|()| ExitCode::SUCCESS),
+        Task::Fuzz(args) => setup::run().and_then(|()| fuzz::run(&args)),
         Task::Testbed { cmd } => testbed_cmd(cmd),
     }
 }

@@ -274,13 +274,21 @@ impl Oracle {
             ),
         );
         want(g.version() == 0, format!("Geneve version {}", g.version()));
+        // The Matrix option, then up to 8 non-critical options of other implementations
+        // that fill the rest exactly (RFC 8926 section 3.5).
+        let extra = g.opt_len().saturating_sub(16);
         want(
-            g.opt_len() == 16,
+            g.opt_len() >= 16,
             format!(
-                "Geneve options {} bytes, not the Matrix option's 16",
+                "Geneve options {} bytes, shorter than the Matrix option's 16",
                 g.opt_len()
             ),
         );
+        if extra > 0
+            && let Err(why) = extra_options(frame.get(ENCAP_OVERHEAD..).unwrap_or(&[]), extra)
+        {
+            want(false, why);
+        }
         want(
             g.vni() == self.world.config.vni,
             format!("VNI {:#x}, not {:#x}", g.vni(), self.world.config.vni),
@@ -295,7 +303,7 @@ impl Oracle {
                 opt.class, opt.opt_type, opt.len
             ),
         );
-        let inner = frame.len() - ENCAP_OVERHEAD;
+        let inner = frame.len().saturating_sub(ENCAP_OVERHEAD + extra);
         match g.protocol() {
             ETH_P_IPV4 => want(
                 inner >= IPV4_HDR_LEN,
@@ -350,11 +358,18 @@ impl Oracle {
             ));
         }
         let protocol = i.geneve.protocol().to_be_bytes();
-        let expected = [&input[..12], &protocol[..], &input[ENCAP_OVERHEAD..]].concat();
+        let extra = i.geneve.opt_len() - 16;
+        let expected = [
+            &input[..12],
+            &protocol[..],
+            &input[ENCAP_OVERHEAD + extra..],
+        ]
+        .concat();
         if output != expected {
             f.push(format!(
-                "decapsulated frame is not the input minus {ENCAP_GROWTH} bytes of outer \
-                 headers with EtherType {:#06x}: {}",
+                "decapsulated frame is not the input minus {} bytes of outer headers and \
+                 options with EtherType {:#06x}: {}",
+                ENCAP_GROWTH + extra,
                 i.geneve.protocol(),
                 first_difference(&expected, output)
             ));
@@ -703,4 +718,32 @@ pub fn ipv4_checksum_ok(header: &[u8]) -> bool {
 /// The checksum a 20-byte IPv4 header should carry.
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
     !ones_complement_sum(header, true)
+}
+
+/// The options after the Matrix option (`extra` bytes at the start of `after`): at most
+/// eight, each non-critical, together exactly `extra` bytes long.
+fn extra_options(after: &[u8], extra: usize) -> Result<(), String> {
+    let mut off = 0;
+    for _ in 0..8 {
+        if off >= extra {
+            break;
+        }
+        let Some(hdr) = after.get(off..off + 4) else {
+            return Err(format!("option header at {off} past the frame"));
+        };
+        if hdr[2] & 0x80 != 0 {
+            return Err(format!(
+                "critical option type {:#04x} after the Matrix option",
+                hdr[2]
+            ));
+        }
+        off += 4 + (hdr[3] & 0x1F) as usize * 4;
+    }
+    if off == extra {
+        Ok(())
+    } else {
+        Err(format!(
+            "options after the Matrix option take {off} bytes, not {extra}"
+        ))
+    }
 }

@@ -42,8 +42,11 @@ pub const DROP_BAD_CHECKSUM: u32 = 17;
 pub const DROP_BAD_FLAGS: u32 = 18;
 /// Overlay traffic inside an 802.1Q/802.1ad tag: matrix neighbours never send it tagged.
 pub const DROP_VLAN: u32 = 19;
+/// From a neighbour, but not addressed to this node's own MAC and IPv4 address on the
+/// link: the stack would not take it (broadcast, another host's, a forged destination).
+pub const DROP_MISADDRESSED: u32 = 20;
 
-pub const COUNTER_SLOTS: u32 = 20;
+pub const COUNTER_SLOTS: u32 = 21;
 
 pub const VERDICT_NAMES: [(u32, &str); 5] = [
     (VERDICT_ABORTED, "aborted"),
@@ -60,7 +63,7 @@ pub const PATH_NAMES: [(u32, &str); 4] = [
     (PATH_PASSTHROUGH, "passthrough"),
 ];
 
-pub const DROP_NAMES: [(u32, &str); 11] = [
+pub const DROP_NAMES: [(u32, &str); 12] = [
     (DROP_MALFORMED, "malformed"),
     (DROP_UNKNOWN_OPTION, "unknown_option"),
     (DROP_UNKNOWN_NEIGHBOR, "unknown_neighbor"),
@@ -72,4 +75,5 @@ pub const DROP_NAMES: [(u32, &str); 11] = [
     (DROP_BAD_CHECKSUM, "bad_checksum"),
     (DROP_BAD_FLAGS, "bad_flags"),
     (DROP_VLAN, "vlan"),
+    (DROP_MISADDRESSED, "misaddressed"),
 ];

@@ -72,7 +72,7 @@ pub struct Config {
 
 /// Version of the pinned maps' layout and meaning (keys, values, sizes, slot numbers).
 /// Bump it with any change an agent could misread in maps an older agent pinned.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `NEIGHBORS[slot]`: how to reach one neighbour over the underlay.
 #[repr(C)]

@@ -2,16 +2,16 @@
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use matrix_common::{
-    DROP_BAD_CHECKSUM, DROP_BAD_FLAGS, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED, DROP_TOO_BIG,
-    DROP_UNKNOWN_NEIGHBOR, DROP_UNKNOWN_OPTION, DROP_VLAN, ENCAP_HEADROOM, ETH_HDR_LEN,
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, EthHdr, GENEVE_HDR_LEN, GENEVE_OPT_CRITICAL,
-    GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr,
-    MATRIX_OPT_LEN, MatrixOpt, OUTER_TTL, PATH_DECAP, PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN,
-    UdpHdr, VLAN_HDR_LEN, csum,
+    DROP_BAD_CHECKSUM, DROP_BAD_FLAGS, DROP_EXPIRED, DROP_INTERNAL, DROP_MALFORMED,
+    DROP_MISADDRESSED, DROP_TOO_BIG, DROP_UNKNOWN_NEIGHBOR, DROP_UNKNOWN_OPTION, DROP_VLAN,
+    ENCAP_HEADROOM, ETH_HDR_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, EthHdr,
+    GENEVE_HDR_LEN, GENEVE_OPT_CRITICAL, GENEVE_PORT, GENEVE_VERSION, GeneveHdr, IPPROTO_UDP,
+    IPV4_HDR_LEN, IPV6_HDR_LEN, Ipv4Hdr, MATRIX_OPT_LEN, MatrixOpt, OUTER_TTL, PATH_DECAP,
+    PATH_PASSTHROUGH, PATH_TRANSIT, UDP_HDR_LEN, UdpHdr, VLAN_HDR_LEN, csum,
 };
 
 use crate::{
-    maps::{CONFIG, NEIGH_BY_ADDR},
+    maps::{CONFIG, NEIGH_BY_ADDR, NEIGHBORS},
     nexthop::next_hop,
     outcome::{Outcome, count_rx, count_tx},
     packet::{frame_len, ptr_at},
@@ -66,6 +66,11 @@ pub fn process(ctx: &XdpContext) -> Outcome {
     let Some(&src_slot) = (unsafe { NEIGH_BY_ADDR.get(ip_hdr.src) }) else {
         return Outcome::Drop(DROP_UNKNOWN_NEIGHBOR);
     };
+    // Addressed to this node on the link to that neighbour, as the stack would insist.
+    match NEIGHBORS.get(src_slot) {
+        Some(nb) if nb.local_ipv4 == ip_hdr.dst && nb.local_mac == unsafe { (*eth).dst } => {}
+        _ => return Outcome::Drop(DROP_MISADDRESSED),
+    }
     // What the stack would check before forwarding: the header checksum, and lengths
     // that agree with each other and with the frame. An overlay frame is never short
     // enough to carry Ethernet padding, so the IP packet ends where the frame does.
@@ -161,11 +166,27 @@ fn check_extra_options(ctx: &XdpContext, extra: usize) -> Result<(), u32> {
 /// relay must not forward what it cannot account for.
 #[inline(always)]
 fn tagged(ctx: &XdpContext) -> Outcome {
-    const IP_OFF_TAGGED: usize = IP_OFF + VLAN_HDR_LEN;
+    // One tag (802.1Q or 802.1ad), or two (802.1ad outside 802.1Q, "QinQ").
+    let Some(first) = ptr_at::<[u8; 2]>(ctx, ETH_HDR_LEN + 2) else {
+        return PASS;
+    };
+    let first = u16::from_be_bytes(unsafe { *first });
+    if first == ETH_P_8021Q || first == ETH_P_8021AD {
+        tagged_overlay(ctx, 2 * VLAN_HDR_LEN)
+    } else {
+        tagged_overlay(ctx, VLAN_HDR_LEN)
+    }
+}
+
+/// Whether the frame, behind `tags` bytes of VLAN tags, is overlay traffic: dropped and
+/// counted if so, passed untouched if not.
+#[inline(always)]
+fn tagged_overlay(ctx: &XdpContext, tags: usize) -> Outcome {
+    let ip_off = IP_OFF + tags;
     let (Some(inner_type), Some(ip), Some(udp)) = (
-        ptr_at::<[u8; 2]>(ctx, ETH_HDR_LEN + 2),
-        ptr_at::<Ipv4Hdr>(ctx, IP_OFF_TAGGED),
-        ptr_at::<UdpHdr>(ctx, IP_OFF_TAGGED + IPV4_HDR_LEN),
+        ptr_at::<[u8; 2]>(ctx, ip_off - 2),
+        ptr_at::<Ipv4Hdr>(ctx, ip_off),
+        ptr_at::<UdpHdr>(ctx, ip_off + IPV4_HDR_LEN),
     ) else {
         return PASS;
     };

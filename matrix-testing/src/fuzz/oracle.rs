@@ -176,9 +176,13 @@ impl Oracle {
         }
         match ether_type(frame) {
             Some(ETH_P_8021Q | ETH_P_8021AD) => {
-                let ip = IP_OFF + VLAN_HDR_LEN;
+                // One tag, or two (QinQ: a second tag right behind the first).
+                let second = frame.len() >= IP_OFF + 4
+                    && matches!(be16(frame, IP_OFF + 2), ETH_P_8021Q | ETH_P_8021AD);
+                let tags = if second { 2 } else { 1 } * VLAN_HDR_LEN;
+                let ip = IP_OFF + tags;
                 let tagged_overlay = frame.len() >= ip + IPV4_HDR_LEN + UDP_HDR_LEN
-                    && be16(frame, IP_OFF + 2) == ETH_P_IPV4
+                    && be16(frame, ip - 2) == ETH_P_IPV4
                     && frame[ip] == 0x45
                     && frame[ip + 9] == IPPROTO_UDP
                     && be16(frame, ip + IPV4_HDR_LEN + 2) == GENEVE_PORT;
@@ -326,17 +330,27 @@ impl Oracle {
     fn accepted(&self, frame: &[u8]) -> Result<OuterV4, Faults> {
         let mut f = self.well_formed(frame).err().unwrap_or_default();
         let outer = parse_outer(frame);
-        if let Some(o) = outer
-            && !self
+        if let Some(o) = outer {
+            match self
                 .world
                 .neighbors
                 .iter()
-                .any(|n| n.remote_ipv4 == o.ip.src)
-        {
-            f.push(format!(
-                "outer source {} is no configured neighbour",
-                IpAddr::from(o.ip.src)
-            ));
+                .find(|n| n.remote_ipv4 == o.ip.src)
+            {
+                None => f.push(format!(
+                    "outer source {} is no configured neighbour",
+                    IpAddr::from(o.ip.src)
+                )),
+                // Addressed to this node's own MAC and address on that link.
+                Some(n) if n.local_ipv4 != o.ip.dst || n.local_mac != o.eth.dst => f.push(format!(
+                    "addressed to {} at {:02x?}, not this node ({} at {:02x?})",
+                    IpAddr::from(o.ip.dst),
+                    o.eth.dst,
+                    IpAddr::from(n.local_ipv4),
+                    n.local_mac
+                )),
+                Some(_) => {}
+            }
         }
         match outer {
             Some(o) if f.is_empty() => Ok(o),

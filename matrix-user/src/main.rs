@@ -13,7 +13,8 @@ use matrix_user::{agent, cli, config::Config};
     about = "Overlay routing for fleets of hosts, forwarded in XDP"
 )]
 struct Args {
-    /// Which local node (pin name or NodeId such as 0.1), when a host runs several.
+    /// Which local node (pin name or NodeId such as 0.1), when a host runs several; for
+    /// `config gen`, the fleet's node whose config to print.
     #[arg(long, global = true)]
     node: Option<String>,
     /// Print JSON instead of tables.
@@ -58,6 +59,30 @@ enum Command {
     /// Stream dropped packets (and with --all forwarded ones) as the data plane sees them,
     /// headers decoded; tracing is on only while this runs.
     Trace(cli::TraceArgs),
+    /// Set-up of real hosts: agent configs from a fleet file, cluster keys.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write every host's agent config (`<name>.toml`) from one fleet file (see
+    /// examples/fleet.toml); with --node NAME print that host's config instead.
+    Gen {
+        /// The fleet file: nodes, their interfaces, links, routing.
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Directory to write the configs into (default: the current one; with --node,
+        /// writes only that node's config there instead of printing it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a new random cluster key (32 bytes, mode 0600) for `routing.key_file`.
+    Key {
+        /// File to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,6 +122,10 @@ fn run() -> anyhow::Result<()> {
         Command::Neighbors => cli::neighbors(node, args.json),
         Command::Stats => cli::stats(node, args.json),
         Command::Trace(t) => cli::trace(node, args.json, &t),
+        Command::Config(ConfigCommand::Gen { fleet, out }) => {
+            matrix_user::fleet::generate(&fleet, out.as_deref(), node)
+        }
+        Command::Config(ConfigCommand::Key { out }) => matrix_user::fleet::key(&out),
     }
 }
 

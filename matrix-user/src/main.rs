@@ -1,10 +1,11 @@
 //! `matrix`: the agent daemon and its command-line clients.
 
-use std::path::PathBuf;
+use std::{io::IsTerminal as _, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use matrix_user::{agent, cli, config::Config};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +21,10 @@ struct Args {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Log lines (stderr; level from RUST_LOG, default info) as text or as one JSON object
+    /// each.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,9 +101,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, leaving stdout to tables, JSON and configs; `RUST_LOG` chooses
+/// levels per module (`info` when unset or unreadable).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    init_logging(args.log_format);
     let node = args.node.as_deref();
     match args.command {
         Command::Agent { config, keep } => {

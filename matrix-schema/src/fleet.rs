@@ -74,7 +74,10 @@ pub enum FleetError {
     /// The agent config generated for a node failed its own check on something the
     /// fleet file has no field for (e.g. too many links on one node).
     #[error("the config generated for node `{node}` is not valid: {error}")]
-    Generated { node: String, error: ConfigError },
+    Generated {
+        node: String,
+        error: Box<ConfigError>,
+    },
     #[error("no node `{0}` in the fleet (nodes: {1})")]
     UnknownNode(String, String),
 }
@@ -551,11 +554,11 @@ fn relocate(e: ConfigError, node: usize, name: &str) -> FleetError {
             },
             None => FleetError::Generated {
                 node: name.to_string(),
-                error: ConfigError::Invalid {
+                error: Box::new(ConfigError::Invalid {
                     field,
                     value,
                     reason,
-                },
+                }),
             },
         },
         ConfigError::NodeId {
@@ -570,16 +573,16 @@ fn relocate(e: ConfigError, node: usize, name: &str) -> FleetError {
             },
             None => FleetError::Generated {
                 node: name.to_string(),
-                error: ConfigError::NodeId {
+                error: Box::new(ConfigError::NodeId {
                     field,
                     value,
                     source,
-                },
+                }),
             },
         },
         error => FleetError::Generated {
             node: name.to_string(),
-            error,
+            error: Box::new(error),
         },
     }
 }

@@ -78,7 +78,7 @@ pub enum FleetError {
         node: String,
         error: Box<ConfigError>,
     },
-    #[error("no node `{0}` in the fleet (nodes: {1})")]
+    #[error("`--node` = \"{0}\": no such node in the fleet (nodes: {1})")]
     UnknownNode(String, String),
 }
 
@@ -299,8 +299,8 @@ impl Fleet {
         Ok(text)
     }
 
-    /// Every node reaches the first one over links: a node cut off from the rest would
-    /// come up and route nothing.
+    /// Every node reaches the first one over links: nodes cut off from the rest would
+    /// never learn routes to them.
     fn check_connected(&self) -> Result<(), FleetError> {
         let mut reached = vec![false; self.nodes.len()];
         reached[0] = true;
@@ -321,7 +321,7 @@ impl Fleet {
                 format!("node[{far}].name"),
                 format!("\"{}\"", self.nodes[far].name),
                 format!(
-                    "no [[link]] path to node `{}`: it could route to no one",
+                    "no [[link]] path to node `{}`: the fleet would be split",
                     self.nodes[0].name
                 ),
             )),

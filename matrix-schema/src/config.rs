@@ -71,7 +71,8 @@ fn invalid(
 }
 
 /// The configuration file as written: strings where the validated [`Config`] has types.
-/// Fields serialize in this order, optional ones only when set.
+/// Fields serialize in this order, optional ones only when set, lists only when not
+/// empty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
@@ -82,15 +83,15 @@ pub struct ConfigFile {
     pub vni: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hop_limit: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub underlay: Vec<UnderlayFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workload: Vec<WorkloadFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbor: Vec<NeighborFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_prefix: Vec<RemotePrefixFile>,
     /// Prometheus metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,11 +7,13 @@
 //! | [`node`] | NodeIds `zone.host` and NodeId prefixes `zone.host/len` |
 //! | [`topology`] | the topology file of the testbed and the simulator (one format) |
 //! | [`config`] | the agent's configuration file (`matrix agent --config`) |
+//! | [`fleet`] | the fleet file of `matrix config gen`: every host, written out as their agent configs |
 //! | [`params`] | the routing parameters of `[routing]`, `matrix get/set` and `--param` |
 //!
 //! std, serde and toml only: no aya, so xtask can use it before the eBPF toolchain exists.
 
 pub mod config;
+pub mod fleet;
 pub mod node;
 pub mod params;
 pub mod topology;

@@ -6,5 +6,6 @@ pub mod agent;
 pub mod cli;
 pub use matrix_schema::config;
 pub mod dataplane;
+pub mod fleet;
 pub mod net;
 pub use matrix_routing::node;

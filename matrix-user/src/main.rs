@@ -1,10 +1,11 @@
 //! `matrix`: the agent daemon and its command-line clients.
 
-use std::path::PathBuf;
+use std::{io::IsTerminal as _, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use matrix_user::{agent, cli, config::Config};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -13,12 +14,17 @@ use matrix_user::{agent, cli, config::Config};
     about = "Overlay routing for fleets of hosts, forwarded in XDP"
 )]
 struct Args {
-    /// Which local node (pin name or NodeId such as 0.1), when a host runs several.
+    /// Which local node (pin name or NodeId such as 0.1), when a host runs several; for
+    /// `config gen`, the fleet's node whose config to print.
     #[arg(long, global = true)]
     node: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Log lines (stderr; level from RUST_LOG, default info) as text or as one JSON object
+    /// each.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +64,30 @@ enum Command {
     /// Stream dropped packets (and with --all forwarded ones) as the data plane sees them,
     /// headers decoded; tracing is on only while this runs.
     Trace(cli::TraceArgs),
+    /// Set-up of real hosts: agent configs from a fleet file, cluster keys.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write every host's agent config (`<name>.toml`) from one fleet file (see
+    /// examples/fleet.toml); with --node NAME print that host's config instead.
+    Gen {
+        /// The fleet file: nodes, their interfaces, links, routing.
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Directory to write the configs into (default: the current one; with --node,
+        /// writes only that node's config there instead of printing it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a new random cluster key (32 bytes, mode 0600) for `routing.key_file`.
+    Key {
+        /// File to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,9 +101,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, leaving stdout to tables, JSON and configs; `RUST_LOG` chooses
+/// levels per module (`info` when unset or unreadable).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    init_logging(args.log_format);
     let node = args.node.as_deref();
     match args.command {
         Command::Agent { config, keep } => {
@@ -97,6 +146,10 @@ fn run() -> anyhow::Result<()> {
         Command::Neighbors => cli::neighbors(node, args.json),
         Command::Stats => cli::stats(node, args.json),
         Command::Trace(t) => cli::trace(node, args.json, &t),
+        Command::Config(ConfigCommand::Gen { fleet, out }) => {
+            matrix_user::fleet::generate(&fleet, out.as_deref(), node)
+        }
+        Command::Config(ConfigCommand::Key { out }) => matrix_user::fleet::key(&out),
     }
 }
 

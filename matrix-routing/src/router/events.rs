@@ -21,7 +21,7 @@ impl Router {
     pub(crate) fn process_message(&mut self, now: Instant, from: NodeId, msg: Message) {
         if !self.neighbors.contains(from) {
             self.counters.from_strangers += 1;
-            log::debug!("{}: {}", self.me, ProcessError::Stranger { from });
+            tracing::debug!("{}: {}", self.me, ProcessError::Stranger { from });
             return;
         }
         let res = match msg {
@@ -38,7 +38,7 @@ impl Router {
         };
         if let Err(e) = res {
             self.counters.rejected += 1;
-            log::debug!("{}: {e}", self.me);
+            tracing::debug!("{}: {e}", self.me);
         }
     }
 

@@ -2,8 +2,8 @@
 //! prefixes written to the data plane. Configured routes and prefixes are never
 //! overwritten; a refused map write is logged and counted (`matrix status`).
 
-use log::{info, warn};
 use matrix_routing::{Action, NodeId};
+use tracing::{info, warn};
 
 use super::driver::Driver;
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 use ipnet::IpNet;
 
 use anyhow::Context as _;
-use log::{info, warn};
 use matrix_common::ENCAP_MTU_OVERHEAD;
 use matrix_routing::{Router, RouterConfig};
+use tracing::{info, warn};
 
 use super::{
     control::{Channel, Peer},

@@ -149,7 +149,7 @@ impl Channel {
                 .await
                 .is_ok(),
             Err(e) => {
-                log::warn!("control message to {to} not encoded: {e}");
+                tracing::warn!("control message to {to} not encoded: {e}");
                 false
             }
         };

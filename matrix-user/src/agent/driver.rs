@@ -9,13 +9,13 @@ use std::{
 };
 
 use ipnet::IpNet;
-use log::info;
 use matrix_routing::{Event, NodeId, NodePrefix, Router};
 use tokio::{
     net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
     time::{Instant, sleep_until},
 };
+use tracing::info;
 
 use super::{
     RESOLVE_FAST, RESOLVE_SLOW, bootstrap,

@@ -1,8 +1,8 @@
 //! Inputs the loop feeds to the routing core besides datagrams and timers: carrier
 //! changes, link speeds and the data plane's counters.
 
-use log::{info, warn};
 use matrix_routing::{Event, NodeId, Router};
+use tracing::{info, warn};
 
 use super::{
     driver::Driver,

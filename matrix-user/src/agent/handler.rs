@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use log::info;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
 };
+use tracing::info;
 
 use super::{
     ControlStats,

@@ -202,7 +202,7 @@ impl CarrierWatch {
                 // missed is lost, the hello timers still cover it.
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     self.overruns += 1;
-                    log::warn!("carrier watch: notifications lost (socket buffer full)");
+                    tracing::warn!("carrier watch: notifications lost (socket buffer full)");
                     continue;
                 }
                 Ok(Err(e)) => return Err(e),

@@ -7,7 +7,6 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use log::warn;
 use matrix_routing::Message;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -18,6 +17,7 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
 };
+use tracing::warn;
 
 use super::driver::Driver;
 

@@ -34,8 +34,8 @@ use std::{io::Write as _, time::Duration};
 pub use control::ControlStats;
 
 use anyhow::Context as _;
-use log::{info, warn};
 use matrix_common::programs;
+use tracing::{info, warn};
 
 use crate::{
     config::Config,

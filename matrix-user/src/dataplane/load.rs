@@ -262,7 +262,7 @@ impl Loaded {
                     // The interface the link was on is gone (a recreated veth): its
                     // link is defunct. Start over on the interface as it is now.
                     Err(e) => {
-                        log::warn!(
+                        tracing::warn!(
                             "{}: cannot take over ({e}); attaching afresh",
                             pin.display()
                         );

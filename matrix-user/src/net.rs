@@ -215,6 +215,41 @@ fn iproute(iface: &str, args: &[&str]) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Turns receive VLAN offload (802.1Q and 802.1ad) off on `iface`, so tags stay in the
+/// frame where XDP sees them (`ethtool -K`). Features a driver does not have are fine.
+pub fn disable_rx_vlan_offload(iface: &str) -> Result<(), NetError> {
+    let out = Command::new("ethtool")
+        .args(["-K", iface, "rxvlan", "off", "rx-vlan-stag-hw-parse", "off"])
+        .output()
+        .map_err(|e| NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!("cannot run `ethtool`: {e}"),
+        })?;
+    // ethtool exits non-zero when a feature is fixed on ("Could not change any device
+    // features"); what matters is whether the tags still get stripped.
+    let features = Command::new("ethtool")
+        .args(["-k", iface])
+        .output()
+        .map_err(|e| NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!("cannot run `ethtool`: {e}"),
+        })?;
+    let text = String::from_utf8_lossy(&features.stdout);
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("rx-vlan-offload: on"))
+    {
+        return Err(NetError::Iproute {
+            iface: iface.to_string(),
+            reason: format!(
+                "rx-vlan-offload stays on: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Sets the MTU of `iface` (through iproute2, which every supported host has).
 pub fn set_mtu(iface: &str, mtu: u32) -> Result<(), NetError> {
     let out = Command::new("ip")

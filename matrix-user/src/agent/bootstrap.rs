@@ -131,6 +131,21 @@ pub(super) struct Adopted {
 /// heard every live neighbour before anything it did not learn again is removed.
 pub(super) const ADOPT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Keeps VLAN tags in the frames the underlay interfaces receive: a tag the NIC strips
+/// into metadata (rx VLAN offload) is invisible to XDP, and a relay would forward the
+/// tagged overlay frame it must drop. Best effort: an interface that cannot turn the
+/// offload off is logged.
+pub(super) fn keep_vlan_tags_in_frame(underlay: &[Interface]) {
+    for u in underlay {
+        if let Err(e) = net::disable_rx_vlan_offload(&u.name) {
+            warn!(
+                "{}: cannot turn rx VLAN offload off ({e}); tags it strips are not seen by XDP",
+                u.name
+            );
+        }
+    }
+}
+
 /// Workloads must send packets that still fit the underlay once encapsulated.
 pub(super) fn set_workload_mtus(config: &Config, underlay: &[Interface], workload: &[Interface]) {
     let Some(min) = underlay.iter().map(|u| u.mtu).min() else {

@@ -91,6 +91,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let mut dp = DataPlane::open(&dir)?;
         let adopted = bootstrap::fill(&mut dp, &config, &underlay)?;
         bootstrap::set_workload_mtus(&config, &underlay, &workload);
+        bootstrap::keep_vlan_tags_in_frame(&underlay);
         // Sockets bound and the routing core started before the programs go on, so a
         // port in use stops the agent before it touches traffic.
         let mut driver =

@@ -41,15 +41,12 @@ pub fn interface(iface: &str) -> Result<Interface, NetError> {
 
 /// `ip -j <args> show dev <iface>`: iproute2's JSON about one interface.
 fn ip_json(iface: &str, args: &[&str]) -> Result<String, NetError> {
-    let out = Command::new("ip")
-        .arg("-j")
-        .args(args)
-        .args(["show", "dev", iface])
-        .output()
-        .map_err(|e| NetError::Iproute {
-            iface: iface.to_string(),
-            reason: format!("cannot run `ip` (iproute2): {e}"),
-        })?;
+    let args: Vec<&str> = ["-j"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["show", "dev", iface])
+        .collect();
+    let out = tool(iface, "ip", &args)?;
     if !out.status.success() {
         return Err(NetError::NoInterface {
             iface: iface.to_string(),
@@ -193,15 +190,20 @@ pub fn unpin_neighbor(addr: Ipv4Addr, iface: &str) -> Result<(), NetError> {
     iproute(iface, &["neigh", "del", &addr.to_string(), "dev", iface])
 }
 
-/// Runs `ip ARGS` about `iface`; its stderr is the error.
-fn iproute(iface: &str, args: &[&str]) -> Result<(), NetError> {
-    let out = Command::new("ip")
+/// Runs `program ARGS` about `iface` and returns what it printed and how it ended.
+fn tool(iface: &str, program: &str, args: &[&str]) -> Result<std::process::Output, NetError> {
+    Command::new(program)
         .args(args)
         .output()
         .map_err(|e| NetError::Iproute {
             iface: iface.to_string(),
-            reason: format!("cannot run `ip` (iproute2): {e}"),
-        })?;
+            reason: format!("cannot run `{program}`: {e}"),
+        })
+}
+
+/// Runs `ip ARGS` about `iface`; its stderr is the error.
+fn iproute(iface: &str, args: &[&str]) -> Result<(), NetError> {
+    let out = tool(iface, "ip", args)?;
     if !out.status.success() {
         return Err(NetError::Iproute {
             iface: iface.to_string(),
@@ -218,22 +220,14 @@ fn iproute(iface: &str, args: &[&str]) -> Result<(), NetError> {
 /// Turns receive VLAN offload (802.1Q and 802.1ad) off on `iface`, so tags stay in the
 /// frame where XDP sees them (`ethtool -K`). Features a driver does not have are fine.
 pub fn disable_rx_vlan_offload(iface: &str) -> Result<(), NetError> {
-    let out = Command::new("ethtool")
-        .args(["-K", iface, "rxvlan", "off", "rx-vlan-stag-hw-parse", "off"])
-        .output()
-        .map_err(|e| NetError::Iproute {
-            iface: iface.to_string(),
-            reason: format!("cannot run `ethtool`: {e}"),
-        })?;
+    let out = tool(
+        iface,
+        "ethtool",
+        &["-K", iface, "rxvlan", "off", "rx-vlan-stag-hw-parse", "off"],
+    )?;
     // ethtool exits non-zero when a feature is fixed on ("Could not change any device
     // features"); what matters is whether the tags still get stripped.
-    let features = Command::new("ethtool")
-        .args(["-k", iface])
-        .output()
-        .map_err(|e| NetError::Iproute {
-            iface: iface.to_string(),
-            reason: format!("cannot run `ethtool`: {e}"),
-        })?;
+    let features = tool(iface, "ethtool", &["-k", iface])?;
     let text = String::from_utf8_lossy(&features.stdout);
     if text
         .lines()

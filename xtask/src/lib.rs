@@ -6,4 +6,5 @@ pub mod cargo;
 pub mod cmd;
 pub mod routes;
 pub mod testbed;
+pub mod testkit;
 pub mod topology;

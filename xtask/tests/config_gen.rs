@@ -23,18 +23,11 @@ use serde_json::Value;
 use xtask::{
     cargo,
     testbed::{self, Testbed, UpOptions},
+    testkit,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "config gen round trip creates network namespaces and attaches XDP programs: run it \
-         as root (`cargo xtask test`)"
-    );
-}
 
 /// `matrix ARGS`, which must succeed; its stdout.
 fn matrix(args: &[&str]) -> String {
@@ -280,7 +273,7 @@ fn tcp_transfer(tb: &Testbed, client_ns: &str, server_ns: &str, server_addr: &st
 
 #[test]
 fn config_gen_round_trips_into_agents_that_come_up_and_route() {
-    require_root();
+    testkit::require_root("config gen round trips");
     let topology = cargo::workspace_root().join("topologies/line.toml");
     let opts = UpOptions {
         agents: false,

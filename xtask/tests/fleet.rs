@@ -7,25 +7,14 @@
 //! Each test builds its fleet under a unique prefix and `Testbed`'s Drop removes it, also
 //! when an assertion fails.
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use serde_json::Value;
 use xtask::{
     cargo,
     testbed::{self, Testbed},
+    testkit,
 };
-
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "fleet tests create network namespaces and attach XDP programs: run them as root \
-         (`cargo xtask test`)"
-    );
-}
-
-fn topology(name: &str) -> PathBuf {
-    cargo::workspace_root().join("topologies").join(name)
-}
 
 /// `matrix stats --json` of one node, read from its pinned maps.
 fn stats(tb: &Testbed, node: &str) -> Value {
@@ -142,8 +131,8 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn line_ping_and_tcp_cross_two_xdp_relays() {
-    require_root();
-    let tb = Testbed::up(&topology("line.toml"), &testbed::unique_prefix()).unwrap();
+    testkit::require_root("fleet tests");
+    let tb = Testbed::up(&testkit::topology("line.toml"), &testbed::unique_prefix()).unwrap();
     let (a, d) = (tb.node("a"), tb.node("d"));
     let (src, dst) = (&a.workloads[0], &d.workloads[0]);
 
@@ -238,11 +227,11 @@ fn forced_loop_through_a_tapped_link_expires_every_packet() {
 }
 
 fn forced_loop(tap_a_b: bool) {
-    require_root();
+    testkit::require_root("fleet tests");
     // a - b - c - d, but b sends traffic for d back to a, and a (correctly) to b: a packet
     // for d bounces between a and b until its hop limit runs out. Both bounce it back out
     // of the interface it came in on, so this is also the fleet's XDP_TX path.
-    let mut base = std::fs::read_to_string(topology("line.toml")).unwrap();
+    let mut base = std::fs::read_to_string(testkit::topology("line.toml")).unwrap();
     if tap_a_b {
         let link = "[[link]]\na = \"a\"\nb = \"b\"\n";
         assert!(base.contains(link), "line.toml changed shape");
@@ -291,8 +280,12 @@ fn forced_loop(tap_a_b: bool) {
 
 #[test]
 fn two_subnet_relay_forwards_between_its_interfaces() {
-    require_root();
-    let tb = Testbed::up(&topology("two-subnet.toml"), &testbed::unique_prefix()).unwrap();
+    testkit::require_root("fleet tests");
+    let tb = Testbed::up(
+        &testkit::topology("two-subnet.toml"),
+        &testbed::unique_prefix(),
+    )
+    .unwrap();
     let r = tb.node("r");
     assert_eq!(
         r.underlay.len(),
@@ -331,8 +324,12 @@ fn two_subnet_relay_forwards_between_its_interfaces() {
 
 #[test]
 fn diamond_delivers_with_two_equal_next_hops() {
-    require_root();
-    let tb = Testbed::up(&topology("diamond.toml"), &testbed::unique_prefix()).unwrap();
+    testkit::require_root("fleet tests");
+    let tb = Testbed::up(
+        &testkit::topology("diamond.toml"),
+        &testbed::unique_prefix(),
+    )
+    .unwrap();
     let out = Command::new(cargo::matrix_bin())
         .args(["routes", "--node", &tb.node("a").pin, "--json"])
         .output()

@@ -27,6 +27,7 @@ use xtask::{
         self, Testbed, UpOptions,
         outsider::{self, Outsider, RawSocket},
     },
+    testkit,
 };
 
 #[path = "hostile/control.rs"]
@@ -36,14 +37,6 @@ mod frames;
 
 use control::{capture_hello, control_rise, key, rejections, send_n, tap_b};
 use frames::{Overlay, arp_spoof, hostile_kinds, inner};
-
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "hostile-traffic tests create network namespaces and attach XDP programs: run them \
-         as root (`cargo xtask test`)"
-    );
-}
 
 /// The line's tapped middle link, b - c.
 const MIDDLE: usize = 1;
@@ -93,21 +86,6 @@ fn middle(tb: &Testbed) -> Middle {
     }
 }
 
-fn matrix(args: &[&str]) -> Value {
-    let out = Command::new(cargo::matrix_bin())
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run matrix");
-    assert!(
-        out.status.success(),
-        "matrix {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 type Counters = BTreeMap<String, u64>;
 
 fn counters(v: &Value) -> Counters {
@@ -120,12 +98,12 @@ fn counters(v: &Value) -> Counters {
 
 /// The data plane's drop counters of `node`, by reason.
 fn drops(tb: &Testbed, node: &str) -> Counters {
-    counters(&matrix(&["stats", "--node", &tb.node(node).pin])["drops"])
+    counters(&testkit::matrix_json(&["stats", "--node", &tb.node(node).pin])["drops"])
 }
 
 /// The agent's control-channel counters of `node`.
 fn control(tb: &Testbed, node: &str) -> Counters {
-    counters(&matrix(&["status", "--node", &tb.node(node).pin])["control"])
+    counters(&testkit::matrix_json(&["status", "--node", &tb.node(node).pin])["control"])
 }
 
 /// What rose from `before` to `after` (counters only rise).
@@ -144,7 +122,7 @@ fn only(name: &str, n: u64) -> Counters {
 /// `node`'s row for neighbour `of` in `matrix neighbors`.
 fn neighbor(tb: &Testbed, node: &str, of: &str) -> Value {
     let id = &tb.node(of).id;
-    matrix(&["neighbors", "--node", &tb.node(node).pin])
+    testkit::matrix_json(&["neighbors", "--node", &tb.node(node).pin])
         .as_array()
         .unwrap()
         .iter()
@@ -155,7 +133,7 @@ fn neighbor(tb: &Testbed, node: &str, of: &str) -> Value {
 
 /// `node`'s routes: destination -> next hops.
 fn routes(tb: &Testbed, node: &str) -> BTreeMap<String, Vec<String>> {
-    matrix(&["routes", "--node", &tb.node(node).pin])
+    testkit::matrix_json(&["routes", "--node", &tb.node(node).pin])
         .as_array()
         .unwrap()
         .iter()
@@ -255,7 +233,7 @@ fn assert_traffic_crosses(tb: &Testbed, why: &str) {
 
 #[test]
 fn hostile_frames_are_dropped_and_counted_by_reason() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(None);
     let m = middle(&tb);
     let out = Outsider::attach(tb.state(), MIDDLE, None).unwrap();
@@ -361,14 +339,14 @@ fn hostile_frames_are_dropped_and_counted_by_reason() {
 }
 
 fn matrix_decap(tb: &Testbed, node: &str) -> u64 {
-    matrix(&["stats", "--node", &tb.node(node).pin])["paths"]["decap"]
+    testkit::matrix_json(&["stats", "--node", &tb.node(node).pin])["paths"]["decap"]
         .as_u64()
         .unwrap()
 }
 
 #[test]
 fn replayed_and_forged_control_datagrams_change_nothing() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(Some("shortest"));
     wait_converged(&tb);
     let m = middle(&tb);
@@ -449,7 +427,7 @@ fn replayed_and_forged_control_datagrams_change_nothing() {
 
 #[test]
 fn datagrams_from_before_a_restart_are_stale() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(Some("shortest"));
     wait_converged(&tb);
     let m = middle(&tb);
@@ -535,7 +513,7 @@ impl Drop for StopOnDrop<'_> {
 
 #[test]
 fn replayed_hellos_do_not_keep_a_cut_neighbour_alive() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(Some("shortest"));
     wait_converged(&tb);
     let m = middle(&tb);
@@ -669,7 +647,7 @@ fn addressed_to(out: &Outsider, capture: &RawSocket) -> BTreeMap<String, u64> {
 
 #[test]
 fn spoofed_arp_does_not_redirect_overlay_frames() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(Some("shortest"));
     wait_converged(&tb);
     let m = middle(&tb);
@@ -715,7 +693,7 @@ fn spoofed_arp_does_not_redirect_overlay_frames() {
 /// drops every route through it.
 #[test]
 fn spoofed_arp_does_not_cut_the_link() {
-    require_root();
+    testkit::require_root("hostile-traffic tests");
     let tb = up(Some("shortest"));
     wait_converged(&tb);
     let m = middle(&tb);

@@ -5,26 +5,14 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use xtask::{
     cargo,
     testbed::{self, Testbed, UpOptions, agent_config::METRICS_ADDRESS},
+    testkit,
 };
-
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "metrics tests create network namespaces and attach XDP programs: run them as root \
-         (`cargo xtask test`)"
-    );
-}
-
-fn topology(name: &str) -> PathBuf {
-    cargo::workspace_root().join("topologies").join(name)
-}
 
 /// One sample: metric name with its labels as written (`name{a="b"}`), and its value.
 type Samples = BTreeMap<String, f64>;
@@ -94,12 +82,17 @@ fn get(s: &Samples, name: &str) -> f64 {
 /// neighbours alive with an RTT, and control messages by kind.
 #[test]
 fn relay_metrics_follow_traffic_and_neighbours() {
-    require_root();
+    testkit::require_root("observability tests");
     let opts = UpOptions {
         routing: Some("shortest".into()),
         ..Default::default()
     };
-    let tb = Testbed::up_with(&topology("line.toml"), &testbed::unique_prefix(), &opts).unwrap();
+    let tb = Testbed::up_with(
+        &testkit::topology("line.toml"),
+        &testbed::unique_prefix(),
+        &opts,
+    )
+    .unwrap();
     let (a, b, d) = (tb.node("a"), tb.node("b"), tb.node("d"));
     let far = &d.workloads[0].addr.to_string();
     // Routes are learnt: ping until one gets through.
@@ -179,8 +172,8 @@ fn relay_metrics_follow_traffic_and_neighbours() {
 /// from a configured neighbour) shows up in `matrix trace` with its reason and headers.
 #[test]
 fn trace_shows_a_drop_with_its_reason() {
-    require_root();
-    let tb = Testbed::up(&topology("line.toml"), &testbed::unique_prefix()).unwrap();
+    testkit::require_root("observability tests");
+    let tb = Testbed::up(&testkit::topology("line.toml"), &testbed::unique_prefix()).unwrap();
     let b = tb.node("b");
     let mut trace = std::process::Command::new(cargo::matrix_bin())
         .args([

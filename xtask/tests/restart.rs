@@ -11,7 +11,6 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
     process::{Command, Stdio},
     sync::mpsc,
     thread,
@@ -20,8 +19,8 @@ use std::{
 
 use serde_json::Value;
 use xtask::{
-    cargo,
     testbed::{self, Testbed, TestbedError, UpOptions},
+    testkit,
 };
 
 /// Both streams run this long; every kill and restart happens inside it.
@@ -44,39 +43,12 @@ const RELAYS: [&str; 2] = ["b", "c"];
 const IPERF_PORT: &str = "5201";
 const TCP_PORT: u16 = 5301;
 
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "restart tests create network namespaces and attach XDP programs: run them as root \
-         (`cargo xtask test`)"
-    );
-}
-
-fn topology(name: &str) -> PathBuf {
-    cargo::workspace_root().join("topologies").join(name)
-}
-
-fn matrix_json(args: &[&str]) -> Value {
-    let out = Command::new(cargo::matrix_bin())
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run matrix");
-    assert!(
-        out.status.success(),
-        "matrix {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 /// Waits until node `from` has an installed route to node `to`.
 fn wait_route(tb: &Testbed, from: &str, to: &str, timeout: Duration) {
     let want = format!("{}/32", tb.node(to).id);
     let start = Instant::now();
     loop {
-        let routes = matrix_json(&["routes", "--node", &tb.node(from).pin]);
+        let routes = testkit::matrix_json(&["routes", "--node", &tb.node(from).pin]);
         let installed = routes.as_array().unwrap().iter().any(|r| {
             r["dst"] == want.as_str() && r["next_hops"].as_array().is_some_and(|h| !h.is_empty())
         });
@@ -288,14 +260,14 @@ fn udp_lost_in(server: &Value, from: Duration, to: Duration) -> i64 {
 /// Brings up the line (static routes, or adaptive with `routing`), runs both streams
 /// a/w0 -> d/w0, and kills and restarts b's agent, then c's, during them.
 fn relays_restart_under_traffic(routing: Option<&str>) {
-    require_root();
+    testkit::require_root("restart tests");
     let label = routing.unwrap_or("static");
     let opts = UpOptions {
         routing: routing.map(str::to_string),
         ..Default::default()
     };
     let prefix = testbed::unique_prefix();
-    let mut tb = Testbed::up_with(&topology("line.toml"), &prefix, &opts).unwrap();
+    let mut tb = Testbed::up_with(&testkit::topology("line.toml"), &prefix, &opts).unwrap();
     if routing.is_some() {
         wait_route(&tb, "a", "d", Duration::from_secs(10));
         wait_route(&tb, "d", "a", Duration::from_secs(10));

@@ -13,19 +13,8 @@ use serde_json::Value;
 use xtask::{
     cargo,
     testbed::{self, Testbed, UpOptions},
+    testkit,
 };
-
-fn require_root() {
-    assert!(
-        xtask::cmd::is_root(),
-        "routing tests create network namespaces and attach XDP programs: run them as root \
-         (`cargo xtask test`)"
-    );
-}
-
-fn topology(name: &str) -> PathBuf {
-    cargo::workspace_root().join("topologies").join(name)
-}
 
 fn up(topo: &std::path::Path, strategy: &str) -> Testbed {
     let opts = UpOptions {
@@ -35,26 +24,11 @@ fn up(topo: &std::path::Path, strategy: &str) -> Testbed {
     Testbed::up_with(topo, &testbed::unique_prefix(), &opts).unwrap()
 }
 
-fn matrix(args: &[&str]) -> Value {
-    let out = Command::new(cargo::matrix_bin())
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run matrix");
-    assert!(
-        out.status.success(),
-        "matrix {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
 /// Packets `relay` has sent on towards node `to` (its per-neighbour counters): the
 /// a -> d direction only, not the ACKs coming back.
 fn sent_to(tb: &Testbed, relay: &str, to: &str) -> u64 {
     let id = &tb.node(to).id;
-    matrix(&["neighbors", "--node", &tb.node(relay).pin])
+    testkit::matrix_json(&["neighbors", "--node", &tb.node(relay).pin])
         .as_array()
         .unwrap()
         .iter()
@@ -68,7 +42,7 @@ fn wait_route(tb: &Testbed, from: &str, to: &str, timeout: Duration) -> Vec<Stri
     let want = format!("{}/32", tb.node(to).id);
     let start = Instant::now();
     loop {
-        let routes = matrix(&["routes", "--node", &tb.node(from).pin]);
+        let routes = testkit::matrix_json(&["routes", "--node", &tb.node(from).pin]);
         if let Some(r) = routes
             .as_array()
             .unwrap()
@@ -129,9 +103,9 @@ fn spawn_in(ns: &str, args: &[&str]) -> Child {
 
 #[test]
 fn routes_and_prefixes_are_learnt_with_no_static_routes() {
-    require_root();
+    testkit::require_root("routing tests");
     for strategy in ["shortest", "antnet", "q-routing"] {
-        let tb = up(&topology("line.toml"), strategy);
+        let tb = up(&testkit::topology("line.toml"), strategy);
         let hops = wait_route(&tb, "a", "d", Duration::from_secs(10));
         assert_eq!(
             hops,
@@ -147,10 +121,10 @@ fn routes_and_prefixes_are_learnt_with_no_static_routes() {
                 "{strategy}: a/w0 cannot reach d/w0"
             );
         }
-        let st = matrix(&["status", "--node", &tb.node("b").pin]);
+        let st = testkit::matrix_json(&["status", "--node", &tb.node("b").pin]);
         assert_eq!(st["strategy"], strategy);
         // The agent read its links' speed from the driver: veth says 10 Gbit/s.
-        for n in matrix(&["neighbors", "--node", &tb.node("b").pin])
+        for n in testkit::matrix_json(&["neighbors", "--node", &tb.node("b").pin])
             .as_array()
             .unwrap()
         {
@@ -163,8 +137,8 @@ fn routes_and_prefixes_are_learnt_with_no_static_routes() {
 
 #[test]
 fn strategy_and_parameters_are_tuned_at_run_time() {
-    require_root();
-    let tb = up(&topology("diamond.toml"), "shortest");
+    testkit::require_root("routing tests");
+    let tb = up(&testkit::topology("diamond.toml"), "shortest");
     let pin = tb.node("a").pin.clone();
     wait_route(&tb, "a", "d", Duration::from_secs(10));
     let out = Command::new(cargo::matrix_bin())
@@ -176,7 +150,7 @@ fn strategy_and_parameters_are_tuned_at_run_time() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got = matrix(&["get", "--node", &pin]);
+    let got = testkit::matrix_json(&["get", "--node", &pin]);
     assert_eq!(got["strategy"], "antnet");
     let bad = Command::new(cargo::matrix_bin())
         .args(["set", "exploration", "7", "--node", &pin])
@@ -203,7 +177,7 @@ enum Cut {
 
 /// The diamond, with both of a's links tapped (wired through a bridge) for a silent cut.
 fn diamond(cut: Cut) -> (PathBuf, Option<PathBuf>) {
-    let base = topology("diamond.toml");
+    let base = testkit::topology("diamond.toml");
     if cut == Cut::Carrier {
         return (base, None);
     }
@@ -226,7 +200,7 @@ fn diamond(cut: Cut) -> (PathBuf, Option<PathBuf>) {
 /// The next hops of `from`'s route to `to` (empty when it has none).
 fn hops(tb: &Testbed, from: &str, to: &str) -> Vec<String> {
     let want = format!("{}/32", tb.node(to).id);
-    matrix(&["routes", "--node", &tb.node(from).pin])
+    testkit::matrix_json(&["routes", "--node", &tb.node(from).pin])
         .as_array()
         .unwrap()
         .iter()
@@ -309,7 +283,7 @@ fn failover(strategy: &str, cut: Cut) -> Failover {
         ),
     };
     let decap = || {
-        matrix(&["stats", "--node", &tb.node("d").pin])["paths"]["decap"]
+        testkit::matrix_json(&["stats", "--node", &tb.node("d").pin])["paths"]["decap"]
             .as_u64()
             .unwrap()
     };
@@ -347,8 +321,8 @@ fn failover(strategy: &str, cut: Cut) -> Failover {
             cut_at.elapsed() < Duration::from_secs(5),
             "{strategy}, {cut:?} cut: traffic did not move to {idle} within 5 s (a -> d \
              repointed after {a_done:?}, d -> a after {d_done:?}); a's routes: {}; d's: {}",
-            matrix(&["routes", "--node", &tb.node("a").pin]),
-            matrix(&["routes", "--node", &tb.node("d").pin]),
+            testkit::matrix_json(&["routes", "--node", &tb.node("a").pin]),
+            testkit::matrix_json(&["routes", "--node", &tb.node("d").pin]),
         );
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -398,34 +372,34 @@ fn assert_recovers(f: Failover) {
 
 #[test]
 fn cut_path_moves_traffic_and_tcp_survives_shortest() {
-    require_root();
+    testkit::require_root("routing tests");
     assert_recovers(failover("shortest", Cut::Carrier));
 }
 
 #[test]
 fn cut_path_moves_traffic_and_tcp_survives_antnet() {
-    require_root();
+    testkit::require_root("routing tests");
     assert_recovers(failover("antnet", Cut::Carrier));
 }
 
 #[test]
 fn silent_cut_is_found_by_hellos_shortest() {
-    require_root();
+    testkit::require_root("routing tests");
     assert_recovers(failover("shortest", Cut::Silent));
 }
 
 #[test]
 fn silent_cut_is_found_by_hellos_antnet() {
-    require_root();
+    testkit::require_root("routing tests");
     assert_recovers(failover("antnet", Cut::Silent));
 }
 
 #[test]
 fn congested_path_loses_its_traffic() {
-    require_root();
+    testkit::require_root("routing tests");
     // The diamond with a-b tapped: a TBF on the bridge port towards b queues both data
     // and hellos, so the a-b link's RTT and loss rise and the agent moves traffic to c.
-    let base = std::fs::read_to_string(topology("diamond.toml")).unwrap();
+    let base = std::fs::read_to_string(testkit::topology("diamond.toml")).unwrap();
     let tapped = base.replacen(
         "[[link]]\na = \"a\"\nb = \"b\"\n",
         "[[link]]\na = \"a\"\nb = \"b\"\ntap = true\n",

@@ -12,6 +12,7 @@
 //!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
 //!  Fail ─▶ Channel::fail on both directions; with --detect carrier also
 //!          Event::LinkState{up: false} at both ends (else they miss hellos)
+//!  Delivered ─▶ metrics; the path's link delays ─▶ stretch (sampled sources)
 //! ```
 //!
 //! Virtual time is u64 nanoseconds since the start; the Router sees `base + t`. Events
@@ -33,6 +34,7 @@ use crate::{
     metrics::{DropReason, FailureTrack, Metrics},
     network::{Channel, Fib, NOT_A_NEIGHBOR},
     rng::{Rng, derive},
+    stretch::{Stretch, StretchSampler},
     topology::Topology,
     traffic::{Session, TrafficPlan},
 };
@@ -118,6 +120,8 @@ pub struct RunResult {
     /// Forwarding entries of every node at the end of the run.
     pub fib_entries: Vec<usize>,
     pub events: u64,
+    /// Path stretch of delivered measured packets (see `stretch`).
+    pub stretch: Stretch,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +131,8 @@ struct Packet {
     created: u64,
     flow_hash: u16,
     hop_limit: u8,
+    /// Propagation delay of the links crossed so far.
+    path_ns: u64,
 }
 
 #[derive(Debug)]
@@ -227,6 +233,7 @@ struct Sim<'a, R, F> {
     actions: Vec<Action>,
     encode_buf: Vec<u8>,
     events: u64,
+    stretch: StretchSampler,
 }
 
 /// Runs one strategy over `topo` with the traffic of `plan`.
@@ -241,7 +248,7 @@ pub fn simulate_with<R: Core>(
     cfg: &RunConfig,
     make_router: impl FnMut(RouterConfig, Instant) -> R,
 ) -> RunResult {
-    Sim::new(topo, plan, cfg, make_router).run()
+    Sim::new(topo, plan, cfg, make_router).run(topo)
 }
 
 fn ns(d: Duration) -> u64 {
@@ -311,6 +318,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             actions: Vec::new(),
             encode_buf: vec![0; MAX_DATAGRAM - MAC_LEN - 1],
             events: 0,
+            stretch: StretchSampler::new(topo.nodes.len(), derive(cfg.seed, 0x5712)),
         }
     }
 
@@ -327,7 +335,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         self.base + Duration::from_nanos(self.now)
     }
 
-    fn run(mut self) -> RunResult {
+    fn run(mut self, topo: &Topology) -> RunResult {
         let mut rng = Rng::new(derive(self.cfg.seed, 0x57A7));
         for n in 0..self.nodes.len() {
             let start = rng.below(START_SPREAD_NS as usize) as u64;
@@ -369,6 +377,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             state_entries,
             fib_entries,
             events: self.events,
+            stretch: self.stretch.finish(topo),
         }
     }
 
@@ -593,6 +602,9 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             };
             self.metrics
                 .delivered((p.src, p.dst), p.created, self.now, bytes, hops);
+            if self.metrics.in_window(p.created) {
+                self.stretch.record(p.src, p.dst, p.path_ns);
+            }
             return;
         }
         if !origin {
@@ -624,6 +636,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         };
         chan.tx_bytes += self.cfg.packet_bytes as u64;
         chan.tx_packets += 1;
+        p.path_ns += chan.delay_ns;
         if let Some(f) = self.chan_failure[chan_ix] {
             let track = &mut self.metrics.failures[f];
             if track.in_lookback(self.now) {
@@ -704,6 +717,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             created: self.now,
             flow_hash: session.flow_hash,
             hop_limit: self.cfg.hop_limit,
+            path_ns: 0,
         };
         session.remaining -= 1;
         let more = session.remaining > 0;

@@ -1,7 +1,8 @@
 //! `matrix sim`: a discrete-event simulator that runs the real routing core
 //! (`matrix_routing::Router`, one per node) over a simulated fleet, and measures what
 //! DESIGN.md section 9 asks of routing: delivered traffic, delay, control overhead,
-//! routing state, recovery after a link failure; every strategy under the same load.
+//! routing state, path stretch, recovery after a link failure; every strategy under the
+//! same load.
 //!
 //! ```text
 //!  SimArgs ─▶ Setup: topology (file | nsfnet | random:N | grid:WxH), traffic plan,
@@ -22,6 +23,7 @@ pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod series;
+pub mod stretch;
 pub mod topology;
 pub mod traffic;
 

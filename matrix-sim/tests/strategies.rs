@@ -141,6 +141,8 @@ fn json_rows_have_the_documented_keys() {
         "state_entries_per_node",
         "state_entries_max",
         "recovery_ms",
+        "stretch_mean",
+        "stretch_p99",
         "drops",
     ] {
         assert!(rows[0].get(key).is_some(), "missing {key} in {out}");

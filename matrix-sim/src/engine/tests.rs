@@ -399,3 +399,37 @@ fn zoned_topologies_run() {
         m.drops
     );
 }
+
+#[test]
+fn stretch_is_one_on_least_delay_paths_and_more_on_fewest_hops() {
+    // A flat grid, every link 2 ms: the fewest hops are the least delay.
+    let t = Topology::from_spec("grid:6x6", 1).unwrap();
+    let r = run(
+        &t,
+        &LoadSpec::Uniform,
+        0.5,
+        &config(3, vec![]),
+        Mode::Shortest,
+    );
+    let s = r.result.stretch;
+    assert!(s.packets > 1000, "{s:?}");
+    assert_eq!((s.min, s.mean, s.max), (Some(1.0), Some(1.0), Some(1.0)));
+    // NSFNET's links differ in delay (4-20 ms): fewest hops is not always least delay,
+    // and never better than it.
+    let r = run(
+        &nsfnet(),
+        &LoadSpec::Uniform,
+        1.0,
+        &config(3, vec![]),
+        Mode::Shortest,
+    );
+    let s = r.result.stretch;
+    eprintln!("{s:?}");
+    assert_eq!(
+        s.packets, r.result.metrics.delivered,
+        "every source sampled"
+    );
+    assert_eq!(s.min, Some(1.0));
+    let (mean, p99, max) = (s.mean.unwrap(), s.p99.unwrap(), s.max.unwrap());
+    assert!(mean > 1.0 && p99 >= mean && max >= p99, "{s:?}");
+}

@@ -1,0 +1,41 @@
+//! Zoned fleets under the real routing core: path stretch against the true shortest
+//! paths.
+
+use matrix_sim::{Setup, SimArgs, engine, run_reports};
+
+fn fleet(topology: &str, rate: f64, duration: f64) -> SimArgs {
+    SimArgs {
+        topology: topology.into(),
+        strategy: "shortest".into(),
+        rate,
+        duration,
+        warmup: 3.0,
+        ..SimArgs::default()
+    }
+}
+
+#[test]
+fn stretch_is_one_on_a_flat_grid_and_never_below_one_with_zones() {
+    // One zone, every link 2 ms: shortest paths by cost are least-delay paths.
+    let rows = run_reports(&fleet("grid:6x6", 0.5, 5.0)).unwrap();
+    let r = &rows[0];
+    eprintln!(
+        "grid:6x6 stretch {:?} p99 {:?} max {:?} over {}",
+        r.stretch_mean, r.stretch_p99, r.stretch_max, r.stretch_packets
+    );
+    assert!(r.stretch_packets > 1000, "{}", r.stretch_packets);
+    assert!((r.stretch_mean.unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(r.stretch_p99, Some(1.0));
+    // Zones of random delays: routes to a remote zone go to its nearest border by cost,
+    // which is not always on the least-delay path to the host behind it.
+    let setup = Setup::new(&fleet("random:300", 0.1, 5.0)).unwrap();
+    assert!(setup.info.zones > 1);
+    let s = engine::simulate(&setup.topology, &setup.plan, &setup.config).stretch;
+    eprintln!("random:300 {s:?}");
+    assert!(s.packets > 1000, "{s:?}");
+    assert!(s.min.unwrap() >= 1.0, "{s:?}");
+    assert!(
+        s.mean.unwrap() >= 1.0 && s.p99.unwrap() >= s.mean.unwrap(),
+        "{s:?}"
+    );
+}

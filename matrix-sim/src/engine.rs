@@ -12,6 +12,7 @@
 //!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
 //!  Fail ─▶ Channel::fail on both directions; with --detect carrier also
 //!          Event::LinkState{up: false} at both ends (else they miss hellos)
+//!  FailNode ─▶ the node's router stops, every link of it fails as above
 //!  Delivered ─▶ metrics; the path's link delays ─▶ stretch (sampled sources)
 //! ```
 //!
@@ -98,6 +99,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// (link index, cut time).
     pub failures: Vec<(usize, u64)>,
+    /// (node index, time): the node dies, every link of it cut at once.
+    pub node_failures: Vec<(usize, u64)>,
     pub detect: Detect,
 }
 
@@ -155,6 +158,7 @@ enum Ev {
     SessionStart(u32),
     SessionPacket(u32),
     Fail(u32),
+    FailNode(u32),
 }
 
 struct Entry {
@@ -222,8 +226,8 @@ struct Sim<'a, R, F> {
     /// FIFO, so arrival times only grow along a queue and the event heap holds just each
     /// queue's head: it stays as small as the fleet, not as the traffic.
     wire: Vec<VecDeque<(u64, u32, Item)>>,
-    /// Per channel: the failure whose affected pairs it records.
-    chan_failure: Vec<Option<usize>>,
+    /// Per channel: the failures (link or node) whose affected pairs it records.
+    chan_failure: Vec<Vec<usize>>,
     plan: TrafficPlan,
     sessions: Vec<Option<Session>>,
     free_sessions: Vec<u32>,
@@ -291,12 +295,20 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             }
         }
         let wire = chans.iter().map(|_| VecDeque::new()).collect();
-        let mut chan_failure = vec![None; chans.len()];
-        let mut failures = Vec::with_capacity(cfg.failures.len());
-        for (i, &(link, at)) in cfg.failures.iter().enumerate() {
-            chan_failure[2 * link] = Some(i);
-            chan_failure[2 * link + 1] = Some(i);
+        let mut chan_failure = vec![Vec::new(); chans.len()];
+        let mut failures = Vec::with_capacity(cfg.failures.len() + cfg.node_failures.len());
+        for &(link, at) in &cfg.failures {
+            chan_failure[2 * link].push(failures.len());
+            chan_failure[2 * link + 1].push(failures.len());
             failures.push(FailureTrack::new(at));
+        }
+        for &(n, at) in &cfg.node_failures {
+            // Both directions of each of its links: traffic to, from and through it.
+            for p in &nodes[n].ports {
+                chan_failure[p.chan as usize].push(failures.len());
+                chan_failure[p.chan as usize ^ 1].push(failures.len());
+            }
+            failures.push(FailureTrack::of_node(at, n as u32));
         }
         let metrics = Metrics::new((cfg.warmup_ns, cfg.duration_ns), failures);
         Self {
@@ -347,6 +359,9 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         }
         for (i, &(_, at)) in self.cfg.failures.iter().enumerate() {
             self.at(at, Ev::Fail(i as u32));
+        }
+        for (i, &(_, at)) in self.cfg.node_failures.iter().enumerate() {
+            self.at(at, Ev::FailNode(i as u32));
         }
         let end = self.cfg.duration_ns;
         while let Some(entry) = self.heap.pop() {
@@ -407,6 +422,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             Ev::SessionStart(s) => self.session_start(s as usize),
             Ev::SessionPacket(slot) => self.session_packet(slot as usize),
             Ev::Fail(i) => self.fail(i as usize),
+            Ev::FailNode(i) => self.fail_node(i as usize),
         }
     }
 
@@ -637,11 +653,8 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         chan.tx_bytes += self.cfg.packet_bytes as u64;
         chan.tx_packets += 1;
         p.path_ns += chan.delay_ns;
-        if let Some(f) = self.chan_failure[chan_ix] {
-            let track = &mut self.metrics.failures[f];
-            if track.in_lookback(self.now) {
-                track.crossing.insert((p.src, p.dst));
-            }
+        for &f in &self.chan_failure[chan_ix] {
+            self.metrics.failures[f].crossed(self.now, (p.src, p.dst));
         }
         self.in_flight += 1;
         self.put_on_wire(chan_ix as u32, arrival, epoch, Item::Data(p));
@@ -735,6 +748,30 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
     fn fail(&mut self, i: usize) {
         let (link, _) = self.cfg.failures[i];
         let mut ends = Vec::with_capacity(2);
+        self.cut(link, &mut ends);
+        self.tell_ends(ends);
+    }
+
+    /// Node `n` dies: its router stops (no hellos, adverts or answers any more) and
+    /// every link of it is cut at once. Its traffic sources keep offering packets, which
+    /// go nowhere.
+    fn fail_node(&mut self, i: usize) {
+        let (n, _) = self.cfg.node_failures[i];
+        self.nodes[n].router = None;
+        let links: Vec<usize> = self.nodes[n]
+            .ports
+            .iter()
+            .map(|p| p.chan as usize / 2)
+            .collect();
+        let mut ends = Vec::with_capacity(2 * links.len());
+        for link in links {
+            self.cut(link, &mut ends);
+        }
+        self.tell_ends(ends);
+    }
+
+    /// Fails both directions of `link` (those still up); adds their (from, to) to `ends`.
+    fn cut(&mut self, link: usize, ends: &mut Vec<(usize, usize)>) {
         for chan in [2 * link, 2 * link + 1] {
             let c = &mut self.chans[chan];
             if c.up {
@@ -742,6 +779,10 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
                 ends.push((c.from as usize, c.to as usize));
             }
         }
+    }
+
+    /// With carrier detection, the router at each cut end hears that its link is down.
+    fn tell_ends(&mut self, ends: Vec<(usize, usize)>) {
         if self.cfg.detect == Detect::Hello {
             return;
         }

@@ -35,9 +35,15 @@ pub struct RunReport {
     pub routes_per_node: f64,
     /// Route installs and withdrawals per node per second of the measurement window.
     pub route_updates_per_node_s: f64,
-    /// Milliseconds until the flows that crossed a cut link were delivered normally
-    /// again (see `metrics`); null without `--fail`, or if they never were.
+    /// Milliseconds until the flows that crossed a cut link (or a dead node) were
+    /// delivered normally again (see `metrics`); null without `--fail` or
+    /// `--fail-node`, or if they never were.
     pub recovery_ms: Option<f64>,
+    /// Milliseconds until every packet of those flows arrived again (the end of the last
+    /// window that lost one; see `metrics`); null as above, or if losses lasted to the end.
+    pub recovery_all_ms: Option<f64>,
+    /// Source-destination pairs whose traffic crossed a failure before it.
+    pub affected_flows: usize,
     /// Propagation delay of the path each measured packet took over the least possible
     /// between its ends (see `stretch`): mean, 99th percentile and largest; null when
     /// none was measured.
@@ -70,6 +76,18 @@ pub struct RunInfo {
     pub seed: u64,
     /// Seconds of the measurement window.
     pub window_s: f64,
+    /// Nodes that `--fail-node` kills.
+    pub failed_nodes: Vec<FailedNode>,
+}
+
+/// A node `--fail-node` kills, and where it sits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedNode {
+    pub node: String,
+    pub zone: u32,
+    /// It has links to other zones.
+    pub border: bool,
+    pub at_s: f64,
 }
 
 impl RunReport {
@@ -99,6 +117,8 @@ impl RunReport {
             routes_per_node: mean_of(&r.fib_entries),
             route_updates_per_node_s: per_node_s(m.route_updates),
             recovery_ms: m.recovery_ms(),
+            recovery_all_ms: m.recovery_all_ms(),
+            affected_flows: m.affected_flows(),
             stretch_mean: r.stretch.mean,
             stretch_p99: r.stretch.p99,
             stretch_max: r.stretch.max,
@@ -121,7 +141,7 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn table(header: &str, rows: &[RunReport]) -> String {
     let mut out = format!("{header}\n");
     out.push_str(&format!(
-        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>11} {:>15} {:>9} {:>9}  {}\n",
+        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>11} {:>15} {:>9} {:>12}  {}\n",
         "strategy",
         "delivered",
         "Mbit/s",
@@ -132,13 +152,13 @@ pub fn table(header: &str, rows: &[RunReport]) -> String {
         "ctrl/node/s",
         "state/node(max)",
         "routes",
-        "recov ms",
+        "recov/all ms",
         "drops queue/hop/route/down/cut/end"
     ));
     for r in rows {
         let d = &r.drops;
         out.push_str(&format!(
-            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>9} {:>12} {:>11.1} {:>15} {:>9.1} {:>9}  {}/{}/{}/{}/{}/{}\n",
+            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>9} {:>12} {:>11.1} {:>15} {:>9.1} {:>12}  {}/{}/{}/{}/{}/{}\n",
             r.strategy,
             r.delivered_ratio,
             r.throughput_bps / 1e6,
@@ -149,7 +169,7 @@ pub fn table(header: &str, rows: &[RunReport]) -> String {
             r.control_msgs_per_node_s,
             format!("{:.1}({})", r.state_entries_per_node, r.state_entries_max),
             r.routes_per_node,
-            opt(r.recovery_ms, 0),
+            format!("{}/{}", opt(r.recovery_ms, 0), opt(r.recovery_all_ms, 0)),
             d.queue_full,
             d.hop_limit,
             d.no_route,

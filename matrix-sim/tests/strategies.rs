@@ -224,6 +224,15 @@ fn bad_arguments_name_the_value() {
         e.contains("`0.2-0.1@0.7`") && e.contains("already cut"),
         "{e}"
     );
+    let e = err(&|a| a.fail_node = vec!["0.99@0.5".into()]);
+    assert!(e.contains("`0.99` is not a node"), "{e}");
+    let e = err(&|a| a.fail_node = vec!["0.3".into()]);
+    assert!(e.contains("expected NODE@SECONDS"), "{e}");
+    let e = err(&|a| a.fail_node = vec!["0.3@0.2".into(), "0.3@0.4".into()]);
+    assert!(
+        e.contains("`0.3@0.4`") && e.contains("already fails"),
+        "{e}"
+    );
     let e = err(&|a| a.load = "/nonexistent/tm.toml".into());
     assert!(e.contains("/nonexistent/tm.toml"), "{e}");
     let e = err(&|a| a.params = vec!["colour=1".into()]);

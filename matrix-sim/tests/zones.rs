@@ -1,7 +1,7 @@
 //! Zoned fleets under the real routing core: path stretch against the true shortest
-//! paths.
+//! paths, and the death of a border node.
 
-use matrix_sim::{Setup, SimArgs, engine, run_reports};
+use matrix_sim::{Setup, SimArgs, Topology, engine, run_reports};
 
 fn fleet(topology: &str, rate: f64, duration: f64) -> SimArgs {
     SimArgs {
@@ -38,4 +38,45 @@ fn stretch_is_one_on_a_flat_grid_and_never_below_one_with_zones() {
         s.mean.unwrap() >= 1.0 && s.p99.unwrap() >= s.mean.unwrap(),
         "{s:?}"
     );
+}
+
+/// The border node of `topo` with the most links to other zones.
+fn busiest_border(topo: &Topology) -> usize {
+    let zone = |n: usize| topo.nodes[n].id.zone();
+    (0..topo.nodes.len())
+        .max_by_key(|&n| {
+            topo.links
+                .iter()
+                .filter(|l| {
+                    (l.a == n && zone(l.b) != zone(n)) || (l.b == n && zone(l.a) != zone(n))
+                })
+                .count()
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_border_node_dies_and_the_flows_through_it_recover() {
+    let topo = Topology::from_spec("random:300", 1).unwrap();
+    let border = busiest_border(&topo);
+    assert!(topo.is_border(border));
+    let mut args = fleet("random:300", 0.1, 8.0);
+    args.fail_node = vec![format!("{}@5", topo.nodes[border].name)];
+    let rows = run_reports(&args).unwrap();
+    let r = &rows[0];
+    eprintln!(
+        "{} (zone {}) dies: recovery {:?} ms, all {:?} ms, {} flows, delivered {:.4}, drops {:?}",
+        topo.nodes[border].name,
+        r.run.failed_nodes[0].zone,
+        r.recovery_ms,
+        r.recovery_all_ms,
+        r.affected_flows,
+        r.delivered_ratio,
+        r.drops
+    );
+    let f = &r.run.failed_nodes[0];
+    assert!(f.border && f.zone == topo.nodes[border].id.zone() && f.at_s == 5.0);
+    assert!(r.affected_flows > 10, "{}", r.affected_flows);
+    let rec = r.recovery_ms.expect("the flows through it recover");
+    assert!(rec <= 1000.0, "{rec}");
 }

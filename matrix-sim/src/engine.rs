@@ -34,6 +34,7 @@ use matrix_routing::{
 use crate::{
     metrics::{DropReason, FailureTrack, Metrics},
     network::{Channel, Fib, NOT_A_NEIGHBOR},
+    progress::{CHECK_EVENTS, Progress},
     rng::{Rng, derive},
     stretch::{Stretch, StretchSampler},
     topology::Topology,
@@ -102,6 +103,8 @@ pub struct RunConfig {
     /// (node index, time): the node dies, every link of it cut at once.
     pub node_failures: Vec<(usize, u64)>,
     pub detect: Detect,
+    /// Lines on stderr during a long run (see `progress`).
+    pub progress: bool,
 }
 
 /// How the two ends of a cut link find out.
@@ -364,6 +367,10 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             self.at(at, Ev::FailNode(i as u32));
         }
         let end = self.cfg.duration_ns;
+        let mut progress = self.cfg.progress.then(|| {
+            let (n, strategy) = (self.nodes.len(), self.cfg.strategy.name());
+            Progress::new(format!("{n} nodes, {strategy}"))
+        });
         while let Some(entry) = self.heap.pop() {
             if entry.at >= end && (self.in_flight == 0 || entry.at >= end + DRAIN_NS) {
                 self.heap.push(entry);
@@ -372,6 +379,11 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             self.now = entry.at;
             self.events += 1;
             self.dispatch(entry.ev);
+            if self.events.is_multiple_of(CHECK_EVENTS)
+                && let Some(p) = progress.as_mut()
+            {
+                p.tick(self.now, end, self.events);
+            }
         }
         // Whatever data is still on a link never arrived.
         for q in std::mem::take(&mut self.wire) {

@@ -20,6 +20,7 @@ pub mod generate;
 pub mod metrics;
 pub mod network;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod series;
@@ -84,6 +85,9 @@ pub struct SimArgs {
     /// Print a JSON list (one object per strategy) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// No progress lines on stderr during long runs (`--json` implies it).
+    #[arg(long)]
+    pub quiet: bool,
     /// Also draw delivered throughput and mean delay over time, one line per strategy,
     /// into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
@@ -338,6 +342,7 @@ impl Setup {
             failures,
             node_failures,
             detect: args.detect,
+            progress: !(args.json || args.quiet),
         };
         let info = RunInfo {
             topology: args.topology.clone(),

@@ -10,6 +10,7 @@ fn fleet(topology: &str, rate: f64, duration: f64) -> SimArgs {
         rate,
         duration,
         warmup: 3.0,
+        quiet: true,
         ..SimArgs::default()
     }
 }

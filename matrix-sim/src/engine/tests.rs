@@ -196,6 +196,7 @@ fn config(duration_s: u64, failures: Vec<(usize, u64)>) -> RunConfig {
         failures,
         node_failures: vec![],
         detect: Detect::Carrier,
+        progress: false,
     }
 }
 

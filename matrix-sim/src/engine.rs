@@ -20,8 +20,7 @@
 //! at the same time run in insertion order, so a run is a pure function of its inputs.
 
 use std::{
-    cmp::Ordering,
-    collections::{BTreeMap, BinaryHeap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -35,6 +34,7 @@ use crate::{
     metrics::{DropReason, FailureTrack, Metrics},
     network::{Channel, Fib, NOT_A_NEIGHBOR},
     progress::{CHECK_EVENTS, Progress},
+    queue::EventQueue,
     rng::{Rng, derive},
     stretch::{Stretch, StretchSampler},
     topology::Topology,
@@ -54,6 +54,8 @@ const STUCK_TIMER_NS: u64 = 1_000;
 /// Bytes a control message adds to its postcard body on the wire: Ethernet 14, IPv4 20,
 /// UDP 8, version 1, MAC.
 const CONTROL_OVERHEAD: u32 = 14 + 20 + 8 + 1 + MAC_LEN as u32;
+/// The largest envelope the agent encodes: a datagram less the version byte and the MAC.
+const MAX_BODY: usize = MAX_DATAGRAM - MAC_LEN - 1;
 /// The epoch in simulated envelopes: an agent's start time in microseconds since 1970,
 /// as large on the wire as a real one.
 const SIM_EPOCH: u64 = 1_800_000_000_000_000;
@@ -164,30 +166,6 @@ enum Ev {
     FailNode(u32),
 }
 
-struct Entry {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: BinaryHeap is a max-heap, the earliest (then first inserted) must win.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// A node's end of a link.
 #[derive(Clone, Copy, Debug)]
 struct Port {
@@ -221,8 +199,7 @@ struct Sim<'a, R, F> {
     make_router: F,
     base: Instant,
     now: u64,
-    seq: u64,
-    heap: BinaryHeap<Entry>,
+    queue: EventQueue<Ev>,
     nodes: Vec<Node<R>>,
     chans: Vec<Channel>,
     /// Per channel, what is on the wire: (arrival time, epoch, item). A channel is a
@@ -238,7 +215,6 @@ struct Sim<'a, R, F> {
     /// Data packets on channels: the run may end once traffic stopped and this is 0.
     in_flight: u64,
     actions: Vec<Action>,
-    encode_buf: Vec<u8>,
     events: u64,
     stretch: StretchSampler,
 }
@@ -319,8 +295,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             make_router,
             base: Instant::now(),
             now: 0,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            queue: EventQueue::default(),
             nodes,
             chans,
             wire,
@@ -331,19 +306,13 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             metrics,
             in_flight: 0,
             actions: Vec::new(),
-            encode_buf: vec![0; MAX_DATAGRAM - MAC_LEN - 1],
             events: 0,
             stretch: StretchSampler::new(topo.nodes.len(), derive(cfg.seed, 0x5712)),
         }
     }
 
     fn at(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(at, ev);
     }
 
     fn instant(&self) -> Instant {
@@ -371,14 +340,14 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             let (n, strategy) = (self.nodes.len(), self.cfg.strategy.name());
             Progress::new(format!("{n} nodes, {strategy}"))
         });
-        while let Some(entry) = self.heap.pop() {
-            if entry.at >= end && (self.in_flight == 0 || entry.at >= end + DRAIN_NS) {
-                self.heap.push(entry);
+        while let Some(at) = self.queue.peek_time() {
+            if at >= end && (self.in_flight == 0 || at >= end + DRAIN_NS) {
                 break;
             }
-            self.now = entry.at;
+            let (at, ev) = self.queue.pop().expect("peeked");
+            self.now = at;
             self.events += 1;
-            self.dispatch(entry.ev);
+            self.dispatch(ev);
             if self.events.is_multiple_of(CHECK_EVENTS)
                 && let Some(p) = progress.as_mut()
             {
@@ -563,14 +532,15 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         // The envelope as the agent sends it (postcard encodes a tuple as the struct).
         self.nodes[n].control_seq += 1;
         let seq = self.nodes[n].control_seq;
-        let Ok(body) = postcard::to_slice(
-            &(from, SIM_EPOCH, seq, [0u8; 6], &msg),
-            &mut self.encode_buf,
-        ) else {
+        // Only its size matters here: counted, not written.
+        let envelope = (from, SIM_EPOCH, seq, [0u8; 6], &msg);
+        let body =
+            postcard::serialize_with_flavor(&envelope, postcard::ser_flavors::Size::default());
+        let Some(body) = body.ok().filter(|&b| b <= MAX_BODY) else {
             self.metrics.control_drops.too_big += 1;
             return;
         };
-        let bytes = body.len() as u32 + CONTROL_OVERHEAD;
+        let bytes = body as u32 + CONTROL_OVERHEAD;
         if self.metrics.in_window(self.now) {
             self.metrics.control_msgs += 1;
             self.metrics.control_bytes += bytes as u64;

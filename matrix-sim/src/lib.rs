@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod network;
 pub mod plot;
 pub mod progress;
+pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod series;

@@ -40,80 +40,153 @@ fn merge(into: &mut Vec<NodeId>, from: &[NodeId]) {
     }
 }
 
-/// Dijkstra from `source` (plus extra `seeds`: node, cost, first hops). An edge out of
-/// `source` makes its target the first hop; any other edge passes its tail's first hops
-/// on. Costs must be positive. The result excludes `source`.
-pub(crate) fn shortest_paths(
-    source: NodeId,
-    seeds: &[(NodeId, u64, Vec<NodeId>)],
-    mut edges: impl FnMut(NodeId, &mut Vec<(NodeId, u64)>),
-) -> BTreeMap<NodeId, Path> {
-    let mut best: BTreeMap<NodeId, Path> = BTreeMap::new();
-    let mut done = BTreeSet::new();
-    let mut heap = BinaryHeap::new();
-    best.insert(
-        source,
-        Path {
-            cost: 0,
-            first_hops: vec![],
-        },
-    );
-    heap.push(Reverse((0u64, source)));
-    for (n, c, fh) in seeds {
-        if *n == source {
-            continue;
-        }
-        let e = best.entry(*n).or_insert(Path {
-            cost: u64::MAX,
-            first_hops: vec![],
-        });
-        if *c < e.cost {
-            *e = Path {
-                cost: *c,
-                first_hops: vec![],
-            };
-            heap.push(Reverse((*c, *n)));
-        }
-        if *c == e.cost {
-            merge(&mut e.first_hops, fh);
+/// First hops of a path while it is computed: [`merge`] without a heap allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hops {
+    len: u8,
+    ids: [NodeId; MAX_NEXT_HOPS],
+}
+
+impl Default for Hops {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            ids: [NodeId(0); MAX_NEXT_HOPS],
         }
     }
-    let mut out = Vec::new();
-    while let Some(Reverse((cost, u))) = heap.pop() {
-        if best[&u].cost != cost || !done.insert(u) {
+}
+
+impl Hops {
+    fn of(ids: &[NodeId]) -> Self {
+        let mut h = Self::default();
+        h.merge(ids);
+        h
+    }
+
+    fn as_slice(&self) -> &[NodeId] {
+        &self.ids[..usize::from(self.len)]
+    }
+
+    /// As [`merge`]: each of `from` not held yet goes in at its sorted place while
+    /// there is room.
+    fn merge(&mut self, from: &[NodeId]) {
+        for n in from {
+            let len = usize::from(self.len);
+            if let Err(i) = self.ids[..len].binary_search(n)
+                && len < MAX_NEXT_HOPS
+            {
+                self.ids.copy_within(i..len, i + 1);
+                self.ids[i] = *n;
+                self.len += 1;
+            }
+        }
+    }
+}
+
+/// A directed graph over the nodes one computation looks at, numbered in NodeId order
+/// (so a tie between equal costs goes to the lower NodeId, as over ordered maps), with
+/// each node's out-edges in one slice.
+#[derive(Debug, Default)]
+struct Graph {
+    /// Sorted, unique.
+    ids: Vec<NodeId>,
+    /// Out-edges of node `i`: `edges[start[i]..start[i + 1]]`.
+    start: Vec<usize>,
+    edges: Vec<(u32, u64)>,
+}
+
+impl Graph {
+    /// Numbers `ids` (sorted and deduplicated here); edges are added with [`Self::add`].
+    fn over(mut ids: Vec<NodeId>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        Self {
+            ids,
+            start: vec![0],
+            edges: Vec::new(),
+        }
+    }
+
+    fn index(&self, n: NodeId) -> Option<usize> {
+        self.ids.binary_search(&n).ok()
+    }
+
+    /// The out-edges of the next node in order (call once per node, in order).
+    fn add(&mut self, out: impl Iterator<Item = (NodeId, u64)>) {
+        for (v, c) in out {
+            let v = self.index(v).expect("every edge's end is numbered");
+            self.edges.push((v as u32, c));
+        }
+        self.start.push(self.edges.len());
+    }
+
+    fn out(&self, u: usize) -> &[(u32, u64)] {
+        &self.edges[self.start[u]..self.start[u + 1]]
+    }
+}
+
+/// Dijkstra from `source` (plus extra `seeds`: node, cost, first hops) over `g`. An edge
+/// out of `source` makes its target the first hop; any other edge passes its tail's
+/// first hops on. Costs must be positive. The result excludes `source`.
+fn shortest_paths(
+    g: &Graph,
+    source: NodeId,
+    seeds: &[(NodeId, u64, Vec<NodeId>)],
+) -> BTreeMap<NodeId, Path> {
+    let n = g.ids.len();
+    let mut best = vec![(u64::MAX, Hops::default()); n];
+    let mut done = vec![false; n];
+    let mut heap = BinaryHeap::new();
+    let src = g.index(source).expect("the source is numbered");
+    best[src].0 = 0;
+    heap.push(Reverse((0u64, src)));
+    for (s, c, fh) in seeds {
+        if *s == source {
             continue;
         }
-        let via = if u == source {
-            None
-        } else {
-            Some(best[&u].first_hops.clone())
-        };
-        out.clear();
-        edges(u, &mut out);
-        for &(v, c) in &out {
-            if done.contains(&v) {
+        let i = g.index(*s).expect("every seed is numbered");
+        let e = &mut best[i];
+        if *c < e.0 {
+            *e = (*c, Hops::default());
+            heap.push(Reverse((*c, i)));
+        }
+        if *c == e.0 {
+            e.1.merge(fh);
+        }
+    }
+    while let Some(Reverse((cost, u))) = heap.pop() {
+        if best[u].0 != cost || done[u] {
+            continue;
+        }
+        done[u] = true;
+        let via = (u != src).then_some(best[u].1);
+        for &(v, c) in g.out(u) {
+            let v = v as usize;
+            if done[v] {
                 continue;
             }
             let nc = cost.saturating_add(c.max(1));
-            let fh = via.clone().unwrap_or_else(|| vec![v]);
-            let e = best.entry(v).or_insert(Path {
-                cost: u64::MAX,
-                first_hops: vec![],
-            });
-            if nc < e.cost {
-                *e = Path {
-                    cost: nc,
-                    first_hops: fh,
-                };
+            let fh = via.unwrap_or_else(|| Hops::of(&[g.ids[v]]));
+            let e = &mut best[v];
+            if nc < e.0 {
+                *e = (nc, fh);
                 heap.push(Reverse((nc, v)));
-            } else if nc == e.cost {
-                merge(&mut e.first_hops, &fh);
+            } else if nc == e.0 {
+                e.1.merge(fh.as_slice());
             }
         }
     }
-    best.remove(&source);
-    best.retain(|_, p| !p.first_hops.is_empty() && p.cost != u64::MAX);
-    best
+    best.iter()
+        .enumerate()
+        .filter(|&(i, (cost, fh))| i != src && fh.len > 0 && *cost != u64::MAX)
+        .map(|(i, (cost, fh))| {
+            let path = Path {
+                cost: *cost,
+                first_hops: fh.as_slice().to_vec(),
+            };
+            (g.ids[i], path)
+        })
+        .collect()
 }
 
 /// The reachable destinations of one node and the shortest paths to them.
@@ -147,34 +220,61 @@ impl Topology {
 
     /// Computes paths from `me`; `alive` says which of our neighbours are up (our own
     /// links count only to those, whatever our last advert said).
+    ///
+    /// Each run numbers the nodes it sees and works over arrays: a fleet's nodes rerun
+    /// this whenever any zone summary changes, and over ordered maps it was the largest
+    /// cost of simulating ten thousand of them.
     pub(crate) fn compute(me: NodeId, lsdb: &Lsdb, alive: impl Fn(NodeId) -> bool) -> Self {
         let zone = me.zone();
-        // Intra-zone links, both directions listed.
-        let mut links: BTreeMap<NodeId, BTreeMap<NodeId, u32>> = BTreeMap::new();
-        for a in lsdb.adverts().filter(|a| a.origin.zone() == zone) {
-            links.insert(a.origin, a.links.iter().copied().collect());
-        }
-        let intra_edges = |u: NodeId, out: &mut Vec<(NodeId, u64)>| {
-            let Some(ls) = links.get(&u) else { return };
-            for (&v, &c) in ls {
-                let ok = if u == me {
-                    v.zone() == zone && alive(v)
-                } else {
-                    v.zone() == zone && (links.get(&v).is_some_and(|l| l.contains_key(&u)))
-                };
-                if ok {
-                    out.push((v, u64::from(c)));
+        // Intra-zone links of each advert of our zone, by neighbour (the last listing
+        // of a neighbour counts, as it would in a map).
+        let mut links: Vec<(NodeId, Vec<(NodeId, u32)>)> = lsdb
+            .adverts()
+            .filter(|a| a.origin.zone() == zone)
+            .map(|a| {
+                let mut ls: Vec<(NodeId, u32)> = Vec::with_capacity(a.links.len());
+                for &(v, c) in &a.links {
+                    match ls.iter_mut().find(|l| l.0 == v) {
+                        Some(l) => l.1 = c,
+                        None => ls.push((v, c)),
+                    }
                 }
-            }
+                ls.sort_unstable_by_key(|l| l.0);
+                (a.origin, ls)
+            })
+            .collect();
+        links.sort_unstable_by_key(|l| l.0);
+        let links_of = |n: NodeId| {
+            links
+                .binary_search_by_key(&n, |l| l.0)
+                .ok()
+                .map(|i| &links[i].1[..])
         };
-        let hosts = shortest_paths(me, &[], intra_edges);
+        let lists = |u: NodeId, v: NodeId| {
+            links_of(u).is_some_and(|l| l.binary_search_by_key(&v, |x| x.0).is_ok())
+        };
+        // Every link counts once both ends list it; ours count to live neighbours.
+        let mut ids: Vec<NodeId> = vec![me];
+        for (o, ls) in &links {
+            ids.push(*o);
+            ids.extend(ls.iter().map(|l| l.0));
+        }
+        let mut intra = Graph::over(ids);
+        for i in 0..intra.ids.len() {
+            let u = intra.ids[i];
+            let out: Vec<(NodeId, u64)> = links_of(u)
+                .unwrap_or(&[])
+                .iter()
+                .filter(|&&(v, _)| v.zone() == zone && if u == me { alive(v) } else { lists(v, u) })
+                .map(|&(v, c)| (v, u64::from(c)))
+                .collect();
+            intra.add(out.into_iter());
+        }
+        let hosts = shortest_paths(&intra, me, &[]);
 
         // Border nodes of our zone: reachable nodes with a link out of the zone.
-        let is_border = |n: NodeId| {
-            links
-                .get(&n)
-                .is_some_and(|l| l.keys().any(|v| v.zone() != zone))
-        };
+        let is_border =
+            |n: NodeId| links_of(n).is_some_and(|l| l.iter().any(|v| v.0.zone() != zone));
         let borders: BTreeMap<NodeId, u64> = hosts
             .iter()
             .filter(|(n, _)| is_border(**n))
@@ -182,21 +282,23 @@ impl Topology {
             .collect();
 
         // Backbone: summary links of every border of the fleet; ours from our advert.
-        let mut backbone: BTreeMap<NodeId, Vec<(NodeId, u64)>> = BTreeMap::new();
-        for s in lsdb.summaries().filter(|s| s.origin != me && s.part == 0) {
-            let e = backbone.entry(s.origin).or_default();
-            e.extend(s.links.iter().map(|(v, c)| (*v, u64::from(*c))));
-        }
-        let mine: Vec<(NodeId, u64)> = links
-            .get(&me)
-            .map(|l| {
-                l.iter()
-                    .filter(|(v, _)| v.zone() != zone && alive(**v))
-                    .map(|(v, c)| (*v, u64::from(*c)))
-                    .collect()
+        let mut backbone: Vec<(NodeId, Vec<(NodeId, u64)>)> = lsdb
+            .summaries()
+            .filter(|s| s.origin != me && s.part == 0)
+            .map(|s| {
+                let es = s.links.iter().map(|(v, c)| (*v, u64::from(*c))).collect();
+                (s.origin, es)
             })
-            .unwrap_or_default();
-        backbone.insert(me, mine);
+            .collect();
+        // Ours: the live links out of the zone (our crossings of it come as seeds).
+        let mine: Vec<(NodeId, u64)> = links_of(me)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|(v, _)| v.zone() != zone && alive(*v))
+            .map(|(v, c)| (*v, u64::from(*c)))
+            .collect();
+        backbone.push((me, mine));
+        backbone.sort_by_key(|b| b.0);
         let mut seeds: Vec<_> = borders
             .keys()
             .map(|b| (*b, hosts[b].cost, hosts[b].first_hops.clone()))
@@ -211,12 +313,20 @@ impl Topology {
                 }
             }
         }
-        let reached = shortest_paths(me, &seeds, |u, out| {
-            if let Some(es) = backbone.get(&u) {
-                // Our own crossing of our zone is known exactly from the seeds.
-                out.extend(es.iter().filter(|(v, _)| u != me || v.zone() != zone));
-            }
-        });
+        let mut ids: Vec<NodeId> = seeds.iter().map(|s| s.0).collect();
+        for (o, es) in &backbone {
+            ids.push(*o);
+            ids.extend(es.iter().map(|e| e.0));
+        }
+        let mut graph = Graph::over(ids);
+        for i in 0..graph.ids.len() {
+            let u = graph.ids[i];
+            let es = backbone
+                .binary_search_by_key(&u, |b| b.0)
+                .map_or(&[][..], |k| &backbone[k].1[..]);
+            graph.add(es.iter().copied());
+        }
+        let reached = shortest_paths(&graph, me, &seeds);
         let mut zones: BTreeMap<u32, Path> = BTreeMap::new();
         for (n, p) in reached.iter().filter(|(n, _)| n.zone() != zone) {
             let e = zones.entry(n.zone()).or_insert_with(|| p.clone());
@@ -244,6 +354,9 @@ impl Topology {
         self.hosts.contains_key(&n) || self.backbone.contains(&n)
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -395,6 +508,93 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A link-state database with what can go wrong in one: one-way and repeated
+    /// listings, zero and equal costs (more equal first hops than a route holds), nodes
+    /// without adverts, summaries of several parts, of our zone's borders and our own.
+    fn messy_lsdb() -> impl Strategy<Value = (Lsdb, u32)> {
+        let listing = (1u32..3, 1u32..8, 1u32..4, 1u32..8, 0u32..4);
+        let summary = (
+            1u32..4,
+            1u32..7,
+            0u16..2,
+            proptest::collection::vec((1u32..4, 1u32..7, 0u32..4), 0..5),
+        );
+        (
+            proptest::collection::vec(listing, 0..60),
+            proptest::collection::vec(summary, 0..14),
+            0u32..256,
+            (any::<u32>(), any::<u32>()),
+            any::<bool>(),
+        )
+            .prop_map(|(listings, summaries, no_advert, dead, star)| {
+                let me = n(1, 1);
+                let t0 = Instant::now();
+                let mut adverts: BTreeMap<NodeId, Vec<(NodeId, u32)>> = BTreeMap::new();
+                // Often five equal ways from us to 1.7: more first hops than a route holds.
+                let middles = (2..7).filter(|_| star);
+                let ways = middles.flat_map(|h| {
+                    [
+                        (1, 1, 1, h, 1),
+                        (1, h, 1, 1, 1),
+                        (1, h, 1, 7, 1),
+                        (1, 7, 1, h, 1),
+                    ]
+                });
+                for (za, ha, zb, hb, c) in ways.chain(listings) {
+                    adverts
+                        .entry(n(za, ha))
+                        .or_default()
+                        .push((n(zb, hb), c * 10));
+                }
+                let mut db = Lsdb::new(me);
+                for (h, (o, links)) in adverts.into_iter().enumerate() {
+                    if o.zone() != 1 || (o != me && no_advert & (1 << (h % 8)) != 0) {
+                        continue;
+                    }
+                    let adv = Advert {
+                        origin: o,
+                        seq: 1,
+                        links,
+                        prefixes: vec![],
+                        max_age_ms: 1000,
+                    };
+                    db.receive_advert(t0, adv);
+                }
+                for (z, h, part, links) in summaries {
+                    let s = ZoneSummary {
+                        origin: n(z, h),
+                        seq: 1,
+                        part,
+                        parts: 2,
+                        links: links
+                            .into_iter()
+                            .map(|(z, h, c)| (n(z, h), c * 10))
+                            .collect(),
+                        prefixes: vec![],
+                        max_age_ms: 1000,
+                    };
+                    db.receive_summary(t0, s);
+                }
+                (db, dead.0 & dead.1)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 2000,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x7370_6621),
+            ..ProptestConfig::default()
+        })]
+        /// The array-based computation finds exactly what the map-based one did.
+        #[test]
+        fn compute_matches_the_reference((db, dead) in messy_lsdb()) {
+            let me = n(1, 1);
+            let alive = |v: NodeId| dead & (1 << (v.host() % 32)) == 0;
+            let want = reference::Reference::compute(me, &db, alive);
+            prop_assert_eq!(Topology::compute(me, &db, alive), want);
         }
     }
 }

@@ -3,11 +3,13 @@
 //! --duration 10 --warmup 5 --rate 0.02 --strategy shortest --hop-limit 64`. Each size
 //! is a zoned `random:N`; each strategy runs alone so its wall time is its own. The
 //! hop limit is raised because paths in these fleets grow past the default of 16.
+//! Progress goes to stderr during each run (`--quiet` to silence); `peak MB` is the
+//! process's peak resident memory so far (so, with growing sizes, that of the largest).
 
 use std::{process::ExitCode, time::Instant};
 
 use clap::Parser;
-use matrix_sim::{Setup, SimArgs};
+use matrix_sim::{Setup, SimArgs, progress};
 
 #[derive(Parser)]
 #[command(name = "scale")]
@@ -22,7 +24,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     println!(
-        "{:>6} {:>5} {:<10} {:>16} {:>8} {:>12} {:>13} {:>9} {:>10} {:>14} {:>10} {:>8}",
+        "{:>6} {:>5} {:<10} {:>16} {:>8} {:>12} {:>13} {:>9} {:>10} {:>13} {:>14} {:>10} {:>8} {:>8}",
         "nodes",
         "zones",
         "strategy",
@@ -32,9 +34,11 @@ fn main() -> ExitCode {
         "ctrl bytes/s",
         "delivered",
         "hops(max)",
+        "stretch(p99)",
         "drop hop/route",
         "events",
-        "wall s"
+        "wall s",
+        "peak MB"
     );
     for &n in &cli.sizes {
         let args = SimArgs {
@@ -52,8 +56,13 @@ fn main() -> ExitCode {
             let started = Instant::now();
             let r = setup.run_one(strategy);
             let wall = started.elapsed().as_secs_f64();
+            let peak_mb = progress::memory().map_or(0, |(_, peak)| peak >> 20);
+            let stretch = match (r.stretch_mean, r.stretch_p99) {
+                (Some(mean), Some(p99)) => format!("{mean:.3}({p99:.2})"),
+                _ => "-".into(),
+            };
             println!(
-                "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>10} {:>14} {:>10} {:>8.1}",
+                "{:>6} {:>5} {:<10} {:>16} {:>8.1} {:>12.1} {:>13.0} {:>9.4} {:>10} {:>13} {:>14} {:>10} {:>8.1} {:>8}",
                 r.run.nodes,
                 r.run.zones,
                 r.strategy,
@@ -63,9 +72,11 @@ fn main() -> ExitCode {
                 r.control_bytes_per_node_s,
                 r.delivered_ratio,
                 format!("{:.1}({})", r.mean_hops.unwrap_or(0.0), r.max_hops),
+                stretch,
                 format!("{}/{}", r.drops.hop_limit, r.drops.no_route),
                 r.events,
-                wall
+                wall,
+                peak_mb
             );
         }
     }

@@ -12,14 +12,15 @@
 //!  Counters (every 100 ms) ─▶ Event::LinkLoad, Event::Demand
 //!  Fail ─▶ Channel::fail on both directions; with --detect carrier also
 //!          Event::LinkState{up: false} at both ends (else they miss hellos)
+//!  FailNode ─▶ the node's router stops, every link of it fails as above
+//!  Delivered ─▶ metrics; the path's link delays ─▶ stretch (sampled sources)
 //! ```
 //!
 //! Virtual time is u64 nanoseconds since the start; the Router sees `base + t`. Events
 //! at the same time run in insertion order, so a run is a pure function of its inputs.
 
 use std::{
-    cmp::Ordering,
-    collections::{BTreeMap, BinaryHeap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -32,7 +33,10 @@ use matrix_routing::{
 use crate::{
     metrics::{DropReason, FailureTrack, Metrics},
     network::{Channel, Fib, NOT_A_NEIGHBOR},
+    progress::{CHECK_EVENTS, Progress},
+    queue::EventQueue,
     rng::{Rng, derive},
+    stretch::{Stretch, StretchSampler},
     topology::Topology,
     traffic::{Session, TrafficPlan},
 };
@@ -50,6 +54,8 @@ const STUCK_TIMER_NS: u64 = 1_000;
 /// Bytes a control message adds to its postcard body on the wire: Ethernet 14, IPv4 20,
 /// UDP 8, version 1, MAC.
 const CONTROL_OVERHEAD: u32 = 14 + 20 + 8 + 1 + MAC_LEN as u32;
+/// The largest envelope the agent encodes: a datagram less the version byte and the MAC.
+const MAX_BODY: usize = MAX_DATAGRAM - MAC_LEN - 1;
 /// The epoch in simulated envelopes: an agent's start time in microseconds since 1970,
 /// as large on the wire as a real one.
 const SIM_EPOCH: u64 = 1_800_000_000_000_000;
@@ -96,7 +102,11 @@ pub struct RunConfig {
     pub seed: u64,
     /// (link index, cut time).
     pub failures: Vec<(usize, u64)>,
+    /// (node index, time): the node dies, every link of it cut at once.
+    pub node_failures: Vec<(usize, u64)>,
     pub detect: Detect,
+    /// Lines on stderr during a long run (see `progress`).
+    pub progress: bool,
 }
 
 /// How the two ends of a cut link find out.
@@ -118,6 +128,8 @@ pub struct RunResult {
     /// Forwarding entries of every node at the end of the run.
     pub fib_entries: Vec<usize>,
     pub events: u64,
+    /// Path stretch of delivered measured packets (see `stretch`).
+    pub stretch: Stretch,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +139,8 @@ struct Packet {
     created: u64,
     flow_hash: u16,
     hop_limit: u8,
+    /// Propagation delay of the links crossed so far.
+    path_ns: u64,
 }
 
 #[derive(Debug)]
@@ -149,30 +163,7 @@ enum Ev {
     SessionStart(u32),
     SessionPacket(u32),
     Fail(u32),
-}
-
-struct Entry {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: BinaryHeap is a max-heap, the earliest (then first inserted) must win.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
+    FailNode(u32),
 }
 
 /// A node's end of a link.
@@ -208,16 +199,15 @@ struct Sim<'a, R, F> {
     make_router: F,
     base: Instant,
     now: u64,
-    seq: u64,
-    heap: BinaryHeap<Entry>,
+    queue: EventQueue<Ev>,
     nodes: Vec<Node<R>>,
     chans: Vec<Channel>,
     /// Per channel, what is on the wire: (arrival time, epoch, item). A channel is a
     /// FIFO, so arrival times only grow along a queue and the event heap holds just each
     /// queue's head: it stays as small as the fleet, not as the traffic.
     wire: Vec<VecDeque<(u64, u32, Item)>>,
-    /// Per channel: the failure whose affected pairs it records.
-    chan_failure: Vec<Option<usize>>,
+    /// Per channel: the failures (link or node) whose affected pairs it records.
+    chan_failure: Vec<Vec<usize>>,
     plan: TrafficPlan,
     sessions: Vec<Option<Session>>,
     free_sessions: Vec<u32>,
@@ -225,8 +215,8 @@ struct Sim<'a, R, F> {
     /// Data packets on channels: the run may end once traffic stopped and this is 0.
     in_flight: u64,
     actions: Vec<Action>,
-    encode_buf: Vec<u8>,
     events: u64,
+    stretch: StretchSampler,
 }
 
 /// Runs one strategy over `topo` with the traffic of `plan`.
@@ -241,7 +231,7 @@ pub fn simulate_with<R: Core>(
     cfg: &RunConfig,
     make_router: impl FnMut(RouterConfig, Instant) -> R,
 ) -> RunResult {
-    Sim::new(topo, plan, cfg, make_router).run()
+    Sim::new(topo, plan, cfg, make_router).run(topo)
 }
 
 fn ns(d: Duration) -> u64 {
@@ -284,12 +274,20 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             }
         }
         let wire = chans.iter().map(|_| VecDeque::new()).collect();
-        let mut chan_failure = vec![None; chans.len()];
-        let mut failures = Vec::with_capacity(cfg.failures.len());
-        for (i, &(link, at)) in cfg.failures.iter().enumerate() {
-            chan_failure[2 * link] = Some(i);
-            chan_failure[2 * link + 1] = Some(i);
+        let mut chan_failure = vec![Vec::new(); chans.len()];
+        let mut failures = Vec::with_capacity(cfg.failures.len() + cfg.node_failures.len());
+        for &(link, at) in &cfg.failures {
+            chan_failure[2 * link].push(failures.len());
+            chan_failure[2 * link + 1].push(failures.len());
             failures.push(FailureTrack::new(at));
+        }
+        for &(n, at) in &cfg.node_failures {
+            // Both directions of each of its links: traffic to, from and through it.
+            for p in &nodes[n].ports {
+                chan_failure[p.chan as usize].push(failures.len());
+                chan_failure[p.chan as usize ^ 1].push(failures.len());
+            }
+            failures.push(FailureTrack::of_node(at, n as u32));
         }
         let metrics = Metrics::new((cfg.warmup_ns, cfg.duration_ns), failures);
         Self {
@@ -297,8 +295,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             make_router,
             base: Instant::now(),
             now: 0,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            queue: EventQueue::default(),
             nodes,
             chans,
             wire,
@@ -309,25 +306,20 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             metrics,
             in_flight: 0,
             actions: Vec::new(),
-            encode_buf: vec![0; MAX_DATAGRAM - MAC_LEN - 1],
             events: 0,
+            stretch: StretchSampler::new(topo.nodes.len(), derive(cfg.seed, 0x5712)),
         }
     }
 
     fn at(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(at, ev);
     }
 
     fn instant(&self) -> Instant {
         self.base + Duration::from_nanos(self.now)
     }
 
-    fn run(mut self) -> RunResult {
+    fn run(mut self, topo: &Topology) -> RunResult {
         let mut rng = Rng::new(derive(self.cfg.seed, 0x57A7));
         for n in 0..self.nodes.len() {
             let start = rng.below(START_SPREAD_NS as usize) as u64;
@@ -340,15 +332,27 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         for (i, &(_, at)) in self.cfg.failures.iter().enumerate() {
             self.at(at, Ev::Fail(i as u32));
         }
+        for (i, &(_, at)) in self.cfg.node_failures.iter().enumerate() {
+            self.at(at, Ev::FailNode(i as u32));
+        }
         let end = self.cfg.duration_ns;
-        while let Some(entry) = self.heap.pop() {
-            if entry.at >= end && (self.in_flight == 0 || entry.at >= end + DRAIN_NS) {
-                self.heap.push(entry);
+        let mut progress = self.cfg.progress.then(|| {
+            let (n, strategy) = (self.nodes.len(), self.cfg.strategy.name());
+            Progress::new(format!("{n} nodes, {strategy}"))
+        });
+        while let Some(at) = self.queue.peek_time() {
+            if at >= end && (self.in_flight == 0 || at >= end + DRAIN_NS) {
                 break;
             }
-            self.now = entry.at;
+            let (at, ev) = self.queue.pop().expect("peeked");
+            self.now = at;
             self.events += 1;
-            self.dispatch(entry.ev);
+            self.dispatch(ev);
+            if self.events.is_multiple_of(CHECK_EVENTS)
+                && let Some(p) = progress.as_mut()
+            {
+                p.tick(self.now, end, self.events);
+            }
         }
         // Whatever data is still on a link never arrived.
         for q in std::mem::take(&mut self.wire) {
@@ -369,6 +373,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             state_entries,
             fib_entries,
             events: self.events,
+            stretch: self.stretch.finish(topo),
         }
     }
 
@@ -398,6 +403,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             Ev::SessionStart(s) => self.session_start(s as usize),
             Ev::SessionPacket(slot) => self.session_packet(slot as usize),
             Ev::Fail(i) => self.fail(i as usize),
+            Ev::FailNode(i) => self.fail_node(i as usize),
         }
     }
 
@@ -526,14 +532,15 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         // The envelope as the agent sends it (postcard encodes a tuple as the struct).
         self.nodes[n].control_seq += 1;
         let seq = self.nodes[n].control_seq;
-        let Ok(body) = postcard::to_slice(
-            &(from, SIM_EPOCH, seq, [0u8; 6], &msg),
-            &mut self.encode_buf,
-        ) else {
+        // Only its size matters here: counted, not written.
+        let envelope = (from, SIM_EPOCH, seq, [0u8; 6], &msg);
+        let body =
+            postcard::serialize_with_flavor(&envelope, postcard::ser_flavors::Size::default());
+        let Some(body) = body.ok().filter(|&b| b <= MAX_BODY) else {
             self.metrics.control_drops.too_big += 1;
             return;
         };
-        let bytes = body.len() as u32 + CONTROL_OVERHEAD;
+        let bytes = body as u32 + CONTROL_OVERHEAD;
         if self.metrics.in_window(self.now) {
             self.metrics.control_msgs += 1;
             self.metrics.control_bytes += bytes as u64;
@@ -593,6 +600,9 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             };
             self.metrics
                 .delivered((p.src, p.dst), p.created, self.now, bytes, hops);
+            if self.metrics.in_window(p.created) {
+                self.stretch.record(p.src, p.dst, p.path_ns);
+            }
             return;
         }
         if !origin {
@@ -624,11 +634,9 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
         };
         chan.tx_bytes += self.cfg.packet_bytes as u64;
         chan.tx_packets += 1;
-        if let Some(f) = self.chan_failure[chan_ix] {
-            let track = &mut self.metrics.failures[f];
-            if track.in_lookback(self.now) {
-                track.crossing.insert((p.src, p.dst));
-            }
+        p.path_ns += chan.delay_ns;
+        for &f in &self.chan_failure[chan_ix] {
+            self.metrics.failures[f].crossed(self.now, (p.src, p.dst));
         }
         self.in_flight += 1;
         self.put_on_wire(chan_ix as u32, arrival, epoch, Item::Data(p));
@@ -704,6 +712,7 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
             created: self.now,
             flow_hash: session.flow_hash,
             hop_limit: self.cfg.hop_limit,
+            path_ns: 0,
         };
         session.remaining -= 1;
         let more = session.remaining > 0;
@@ -721,6 +730,30 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
     fn fail(&mut self, i: usize) {
         let (link, _) = self.cfg.failures[i];
         let mut ends = Vec::with_capacity(2);
+        self.cut(link, &mut ends);
+        self.tell_ends(ends);
+    }
+
+    /// Node `n` dies: its router stops (no hellos, adverts or answers any more) and
+    /// every link of it is cut at once. Its traffic sources keep offering packets, which
+    /// go nowhere.
+    fn fail_node(&mut self, i: usize) {
+        let (n, _) = self.cfg.node_failures[i];
+        self.nodes[n].router = None;
+        let links: Vec<usize> = self.nodes[n]
+            .ports
+            .iter()
+            .map(|p| p.chan as usize / 2)
+            .collect();
+        let mut ends = Vec::with_capacity(2 * links.len());
+        for link in links {
+            self.cut(link, &mut ends);
+        }
+        self.tell_ends(ends);
+    }
+
+    /// Fails both directions of `link` (those still up); adds their (from, to) to `ends`.
+    fn cut(&mut self, link: usize, ends: &mut Vec<(usize, usize)>) {
         for chan in [2 * link, 2 * link + 1] {
             let c = &mut self.chans[chan];
             if c.up {
@@ -728,6 +761,10 @@ impl<'a, R: Core, F: FnMut(RouterConfig, Instant) -> R> Sim<'a, R, F> {
                 ends.push((c.from as usize, c.to as usize));
             }
         }
+    }
+
+    /// With carrier detection, the router at each cut end hears that its link is down.
+    fn tell_ends(&mut self, ends: Vec<(usize, usize)>) {
         if self.cfg.detect == Detect::Hello {
             return;
         }

@@ -1,7 +1,8 @@
 //! `matrix sim`: a discrete-event simulator that runs the real routing core
 //! (`matrix_routing::Router`, one per node) over a simulated fleet, and measures what
 //! DESIGN.md section 9 asks of routing: delivered traffic, delay, control overhead,
-//! routing state, recovery after a link failure; every strategy under the same load.
+//! routing state, path stretch, recovery after a link or node failure; every strategy
+//! under the same load.
 //!
 //! ```text
 //!  SimArgs ─▶ Setup: topology (file | nsfnet | random:N | grid:WxH), traffic plan,
@@ -19,9 +20,12 @@ pub mod generate;
 pub mod metrics;
 pub mod network;
 pub mod plot;
+pub mod progress;
+pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod series;
+pub mod stretch;
 pub mod topology;
 pub mod traffic;
 
@@ -32,7 +36,7 @@ use matrix_common::wire::DEFAULT_HOP_LIMIT;
 use matrix_routing::{ParamError, Params, StrategyKind};
 
 pub use engine::{Detect, RunConfig};
-pub use report::{RunInfo, RunReport};
+pub use report::{FailedNode, RunInfo, RunReport};
 pub use topology::{Topology, TopologyError};
 pub use traffic::{LoadError, LoadSpec};
 
@@ -67,6 +71,10 @@ pub struct SimArgs {
     /// Cut the link between nodes A and B (names or ids) at SECONDS; repeatable.
     #[arg(long = "fail", value_name = "A-B@SECONDS")]
     pub fail: Vec<String>,
+    /// Kill NODE (name or id) at SECONDS: its router stops and all its links are cut at
+    /// once; repeatable.
+    #[arg(long = "fail-node", value_name = "NODE@SECONDS")]
+    pub fail_node: Vec<String>,
     /// How the ends of a cut link learn of it: `hello` (missed hellos, as the agent
     /// does: an overlay link crosses other networks and gives no carrier signal) or
     /// `carrier` (both ends are told at once, as by a local link going down).
@@ -78,6 +86,9 @@ pub struct SimArgs {
     /// Print a JSON list (one object per strategy) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// No progress lines on stderr during long runs (`--json` implies it).
+    #[arg(long)]
+    pub quiet: bool,
     /// Also draw delivered throughput and mean delay over time, one line per strategy,
     /// into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
@@ -164,16 +175,16 @@ pub fn parse_strategies(value: &str) -> Result<Vec<StrategyKind>, SimError> {
     Ok(out)
 }
 
-/// `--fail A-B@SECONDS`: the link index and the cut time in nanoseconds.
-pub fn parse_failure(
-    value: &str,
-    topo: &Topology,
+/// The `@SECONDS` of a failure: what precedes it and the time in nanoseconds.
+fn split_failure_time<'v>(
+    value: &'v str,
     duration_s: f64,
-) -> Result<(usize, u64), SimError> {
-    let bad = |reason: String| arg_error("fail", value, reason);
-    let (pair, secs) = value
+    bad: impl Fn(String) -> SimError,
+    example: &str,
+) -> Result<(&'v str, u64), SimError> {
+    let (what, secs) = value
         .rsplit_once('@')
-        .ok_or_else(|| bad("expected A-B@SECONDS, e.g. 0.4-0.9@10".into()))?;
+        .ok_or_else(|| bad(format!("expected {example}")))?;
     let secs: f64 = secs
         .parse()
         .map_err(|_| bad(format!("`{secs}` is not a number of seconds")))?;
@@ -182,6 +193,31 @@ pub fn parse_failure(
             "{secs} s is outside the run (0 to --duration {duration_s})"
         )));
     }
+    Ok((what, (secs * 1e9).round() as u64))
+}
+
+/// `--fail-node NODE@SECONDS`: the node index and the time in nanoseconds.
+pub fn parse_node_failure(
+    value: &str,
+    topo: &Topology,
+    duration_s: f64,
+) -> Result<(usize, u64), SimError> {
+    let bad = |reason: String| arg_error("fail-node", value, reason);
+    let (node, at) = split_failure_time(value, duration_s, bad, "NODE@SECONDS, e.g. 3.1@10")?;
+    let n = topo
+        .find(node)
+        .ok_or_else(|| bad(format!("`{node}` is not a node (name or id)")))?;
+    Ok((n, at))
+}
+
+/// `--fail A-B@SECONDS`: the link index and the cut time in nanoseconds.
+pub fn parse_failure(
+    value: &str,
+    topo: &Topology,
+    duration_s: f64,
+) -> Result<(usize, u64), SimError> {
+    let bad = |reason: String| arg_error("fail", value, reason);
+    let (pair, at) = split_failure_time(value, duration_s, bad, "A-B@SECONDS, e.g. 0.4-0.9@10")?;
     // Names may contain '-': take the first split where both sides are nodes.
     let (a, b) = pair
         .match_indices('-')
@@ -197,7 +233,7 @@ pub fn parse_failure(
             topo.nodes[a].name, topo.nodes[b].name
         ))
     })?;
-    Ok((link, (secs * 1e9).round() as u64))
+    Ok((link, at))
 }
 
 /// A validated invocation: the world every strategy runs in.
@@ -271,6 +307,29 @@ impl Setup {
                 ));
             }
         }
+        let node_failures = args
+            .fail_node
+            .iter()
+            .map(|f| parse_node_failure(f, &topology, args.duration))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, f) in node_failures.iter().enumerate() {
+            if node_failures[..i].iter().any(|g| g.0 == f.0) {
+                return Err(arg_error(
+                    "fail-node",
+                    &args.fail_node[i],
+                    "that node already fails by an earlier --fail-node",
+                ));
+            }
+        }
+        let failed_nodes = node_failures
+            .iter()
+            .map(|&(n, at)| FailedNode {
+                node: topology.nodes[n].name.clone(),
+                zone: topology.nodes[n].id.zone(),
+                border: topology.is_border(n),
+                at_s: at as f64 / 1e9,
+            })
+            .collect();
         let plan = traffic::plan(&load, &topology, args.packet_size, args.rate, args.seed);
         let config = RunConfig {
             strategy: StrategyKind::Shortest,
@@ -282,7 +341,9 @@ impl Setup {
             warmup_ns: (args.warmup * 1e9).round() as u64,
             seed: args.seed,
             failures,
+            node_failures,
             detect: args.detect,
+            progress: !(args.json || args.quiet),
         };
         let info = RunInfo {
             topology: args.topology.clone(),
@@ -293,6 +354,7 @@ impl Setup {
             rate: args.rate,
             seed: args.seed,
             window_s: args.duration - args.warmup,
+            failed_nodes,
         };
         Ok(Self {
             topology,
@@ -333,7 +395,7 @@ impl Setup {
     /// The `--plot` picture of `rows`, titled after the run.
     pub fn figure<'a>(&self, rows: &'a [RunReport]) -> plot::Figure<'a> {
         let i = &self.info;
-        let cuts: Vec<(String, f64)> = self
+        let mut cuts: Vec<(String, f64)> = self
             .config
             .failures
             .iter()
@@ -346,6 +408,11 @@ impl Setup {
                 (format!("cut {a}-{b}"), at as f64 / 1e9)
             })
             .collect();
+        cuts.extend(
+            i.failed_nodes
+                .iter()
+                .map(|f| (format!("{} dies", f.node), f.at_s)),
+        );
         let cut_text = match (cuts.is_empty(), self.config.detect) {
             (true, _) => "",
             (false, Detect::Hello) => "; cuts found by missed hellos",
@@ -384,9 +451,20 @@ impl Setup {
                 .collect();
             format!(" (hot spots {})", names.join(","))
         };
+        let dead: String = i
+            .failed_nodes
+            .iter()
+            .map(|f| {
+                let role = if f.border { "border node" } else { "node" };
+                format!(
+                    "; {role} {} of zone {} dies at {} s",
+                    f.node, f.zone, f.at_s
+                )
+            })
+            .collect();
         format!(
             "{}: {} nodes, {} links, {} zone(s); load {}{} x{} = {:.0} packets/s offered; \
-             measured {:.1} s after {:.1} s warm-up; seed {}",
+             measured {:.1} s after {:.1} s warm-up; seed {}{dead}",
             i.topology,
             i.nodes,
             i.links,

@@ -17,6 +17,16 @@
 //! Packets in flight on the link at T are lost whatever routing does, and are not
 //! counted against recovery (they were created before T). With several cuts the run
 //! reports the slowest.
+//!
+//! A node failure (`--fail-node`) is tracked the same way over every link of the node:
+//! the affected pairs are those whose packets were put on any of its links, both
+//! directions, in the look-back (traffic to, from and through it), less the pairs that
+//! have the dead node as an end, which nothing can deliver any more.
+//!
+//! Recovery of *all* affected traffic: recovery_all_ms = end of the last 100 ms window
+//! (from T) in which a packet of an affected pair was lost; from then on every one of
+//! them arrives. 0 when none was lost; None when the last window of traffic still lost
+//! some.
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,10 +113,12 @@ impl ControlDrops {
     }
 }
 
-/// Recovery bookkeeping of one `--fail`.
+/// Recovery bookkeeping of one `--fail` or `--fail-node`.
 #[derive(Debug)]
 pub struct FailureTrack {
     pub at: u64,
+    /// The node that dies, for a node failure: pairs it is an end of do not count.
+    pub node: Option<u32>,
     /// Pairs seen on the link during the look-back (filled until the cut).
     pub crossing: HashSet<(u32, u32)>,
     /// Per pair: (created, delivered) of packets from the baseline interval.
@@ -119,9 +131,18 @@ impl FailureTrack {
     pub fn new(at: u64) -> Self {
         Self {
             at,
+            node: None,
             crossing: HashSet::new(),
             baseline: HashMap::new(),
             windows: Vec::new(),
+        }
+    }
+
+    /// The failure of node `node` at `at`.
+    pub fn of_node(at: u64, node: u32) -> Self {
+        Self {
+            node: Some(node),
+            ..Self::new(at)
         }
     }
 
@@ -130,7 +151,22 @@ impl FailureTrack {
         now < self.at && now + AFFECTED_LOOKBACK_NS >= self.at
     }
 
+    /// Whether `pair` has the failed node as an end (never counted).
+    fn ends_at_failure(&self, pair: (u32, u32)) -> bool {
+        self.node.is_some_and(|n| pair.0 == n || pair.1 == n)
+    }
+
+    /// A packet of `pair` was put on a failing link at `now`.
+    pub fn crossed(&mut self, now: u64, pair: (u32, u32)) {
+        if self.in_lookback(now) && !self.ends_at_failure(pair) {
+            self.crossing.insert(pair);
+        }
+    }
+
     fn record(&mut self, pair: (u32, u32), created: u64, delivered: bool) {
+        if self.ends_at_failure(pair) {
+            return;
+        }
         let hit = u32::from(delivered);
         if created >= self.at {
             if !self.crossing.contains(&pair) {
@@ -167,6 +203,16 @@ impl FailureTrack {
             .iter()
             .position(|&(c, d)| c >= WINDOW_MIN_PACKETS && d as f64 >= normal * c as f64)
             .map(|k| (k as u64 * RECOVERY_WINDOW_NS) as f64 / 1e6)
+    }
+
+    /// Milliseconds from the failure to the end of the last window that lost a packet
+    /// of an affected pair (see the module docs).
+    pub fn recovery_all_ms(&self) -> Option<f64> {
+        match self.windows.iter().rposition(|&(c, d)| d < c) {
+            None => Some(0.0),
+            Some(k) if k + 1 == self.windows.len() => None,
+            Some(k) => Some(((k + 1) as u64 * RECOVERY_WINDOW_NS) as f64 / 1e6),
+        }
     }
 }
 
@@ -266,12 +312,26 @@ impl Metrics {
 
     /// The slowest recovery over all cuts; None if there were none or any never recovered.
     pub fn recovery_ms(&self) -> Option<f64> {
+        self.slowest(FailureTrack::recovery_ms)
+    }
+
+    /// [`FailureTrack::recovery_all_ms`], the slowest over all failures.
+    pub fn recovery_all_ms(&self) -> Option<f64> {
+        self.slowest(FailureTrack::recovery_all_ms)
+    }
+
+    fn slowest(&self, of: impl Fn(&FailureTrack) -> Option<f64>) -> Option<f64> {
         let mut worst: Option<f64> = None;
         for f in &self.failures {
-            let r = f.recovery_ms()?;
+            let r = of(f)?;
             worst = Some(worst.map_or(r, |w: f64| w.max(r)));
         }
         worst
+    }
+
+    /// Pairs whose traffic crossed a failure (the ones recovery is measured on).
+    pub fn affected_flows(&self) -> usize {
+        self.failures.iter().map(|f| f.crossing.len()).sum()
     }
 }
 
@@ -300,6 +360,8 @@ mod tests {
         }
         m.dropped((3, 4), 5_000 * MS, DropReason::NoRoute);
         assert_eq!(m.recovery_ms(), Some(300.0));
+        // The last loss of the pair was in window 1 (window 2 lost none of its one).
+        assert_eq!(m.recovery_all_ms(), Some(200.0));
         assert_eq!(m.offered, 0, "offered is counted by the engine");
         assert_eq!(m.drops.link_down, 20);
     }
@@ -312,7 +374,27 @@ mod tests {
             m.dropped((1, 2), 5_000 * MS + i * 10 * MS, DropReason::NoRoute);
         }
         assert_eq!(m.recovery_ms(), None);
+        assert_eq!(m.recovery_all_ms(), None);
         assert_eq!(Metrics::new((0, 1), vec![]).recovery_ms(), None);
+    }
+
+    #[test]
+    fn a_dead_nodes_own_pairs_do_not_count() {
+        let mut t = FailureTrack::of_node(5_000 * MS, 7);
+        t.crossed(4_500 * MS, (1, 2));
+        t.crossed(4_500 * MS, (7, 2));
+        t.crossed(4_500 * MS, (1, 7));
+        t.crossed(3_000 * MS, (3, 4));
+        assert_eq!(t.crossing, HashSet::from([(1, 2)]));
+        let mut m = Metrics::new((0, 10_000 * MS), vec![t]);
+        // Traffic to the dead node is lost for good; the pair through it comes back.
+        for i in 0..20 {
+            m.dropped((1, 7), 5_000 * MS + i * 10 * MS, DropReason::LinkDown);
+            m.delivered((1, 2), 5_000 * MS + i * 10 * MS, 5_400 * MS, 100, 3);
+        }
+        assert_eq!(m.recovery_ms(), Some(0.0));
+        assert_eq!(m.recovery_all_ms(), Some(0.0));
+        assert_eq!(m.affected_flows(), 1);
     }
 
     #[test]

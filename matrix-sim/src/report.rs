@@ -35,9 +35,23 @@ pub struct RunReport {
     pub routes_per_node: f64,
     /// Route installs and withdrawals per node per second of the measurement window.
     pub route_updates_per_node_s: f64,
-    /// Milliseconds until the flows that crossed a cut link were delivered normally
-    /// again (see `metrics`); null without `--fail`, or if they never were.
+    /// Milliseconds until the flows that crossed a cut link (or a dead node) were
+    /// delivered normally again (see `metrics`); null without `--fail` or
+    /// `--fail-node`, or if they never were.
     pub recovery_ms: Option<f64>,
+    /// Milliseconds until every packet of those flows arrived again (the end of the last
+    /// window that lost one; see `metrics`); null as above, or if losses lasted to the end.
+    pub recovery_all_ms: Option<f64>,
+    /// Source-destination pairs whose traffic crossed a failure before it.
+    pub affected_flows: usize,
+    /// Propagation delay of the path each measured packet took over the least possible
+    /// between its ends (see `stretch`): mean, 99th percentile and largest; null when
+    /// none was measured.
+    pub stretch_mean: Option<f64>,
+    pub stretch_p99: Option<f64>,
+    pub stretch_max: Option<f64>,
+    /// Delivered packets the stretch figures cover.
+    pub stretch_packets: u64,
     pub offered_packets: u64,
     pub delivered_packets: u64,
     pub drops: Drops,
@@ -62,6 +76,18 @@ pub struct RunInfo {
     pub seed: u64,
     /// Seconds of the measurement window.
     pub window_s: f64,
+    /// Nodes that `--fail-node` kills.
+    pub failed_nodes: Vec<FailedNode>,
+}
+
+/// A node `--fail-node` kills, and where it sits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedNode {
+    pub node: String,
+    pub zone: u32,
+    /// It has links to other zones.
+    pub border: bool,
+    pub at_s: f64,
 }
 
 impl RunReport {
@@ -91,6 +117,12 @@ impl RunReport {
             routes_per_node: mean_of(&r.fib_entries),
             route_updates_per_node_s: per_node_s(m.route_updates),
             recovery_ms: m.recovery_ms(),
+            recovery_all_ms: m.recovery_all_ms(),
+            affected_flows: m.affected_flows(),
+            stretch_mean: r.stretch.mean,
+            stretch_p99: r.stretch.p99,
+            stretch_max: r.stretch.max,
+            stretch_packets: r.stretch.packets,
             offered_packets: m.offered,
             delivered_packets: m.delivered,
             drops: m.drops,
@@ -109,33 +141,35 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 pub fn table(header: &str, rows: &[RunReport]) -> String {
     let mut out = format!("{header}\n");
     out.push_str(&format!(
-        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>11} {:>15} {:>9} {:>9}  {}\n",
+        "{:<10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>11} {:>15} {:>9} {:>12}  {}\n",
         "strategy",
         "delivered",
         "Mbit/s",
         "mean ms",
         "p99 ms",
         "hops(max)",
+        "stretch(p99)",
         "ctrl/node/s",
         "state/node(max)",
         "routes",
-        "recov ms",
+        "recov/all ms",
         "drops queue/hop/route/down/cut/end"
     ));
     for r in rows {
         let d = &r.drops;
         out.push_str(&format!(
-            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>9} {:>11.1} {:>15} {:>9.1} {:>9}  {}/{}/{}/{}/{}/{}\n",
+            "{:<10} {:>9.4} {:>8.3} {:>8} {:>8} {:>9} {:>12} {:>11.1} {:>15} {:>9.1} {:>12}  {}/{}/{}/{}/{}/{}\n",
             r.strategy,
             r.delivered_ratio,
             r.throughput_bps / 1e6,
             opt(r.mean_delay_ms, 2),
             opt(r.p99_delay_ms, 2),
             format!("{}({})", opt(r.mean_hops, 1), r.max_hops),
+            format!("{}({})", opt(r.stretch_mean, 3), opt(r.stretch_p99, 2)),
             r.control_msgs_per_node_s,
             format!("{:.1}({})", r.state_entries_per_node, r.state_entries_max),
             r.routes_per_node,
-            opt(r.recovery_ms, 0),
+            format!("{}/{}", opt(r.recovery_ms, 0), opt(r.recovery_all_ms, 0)),
             d.queue_full,
             d.hop_limit,
             d.no_route,

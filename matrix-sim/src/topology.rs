@@ -246,6 +246,15 @@ impl Topology {
             .len()
     }
 
+    /// Whether node `n` has a link to another zone (a border node).
+    pub fn is_border(&self, n: usize) -> bool {
+        let zone = self.nodes[n].id.zone();
+        self.links.iter().any(|l| {
+            (l.a == n && self.nodes[l.b].id.zone() != zone)
+                || (l.b == n && self.nodes[l.a].id.zone() != zone)
+        })
+    }
+
     /// The link between nodes `a` and `b`, if any.
     pub fn link_between(&self, a: usize, b: usize) -> Option<usize> {
         self.links

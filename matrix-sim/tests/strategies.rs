@@ -141,6 +141,8 @@ fn json_rows_have_the_documented_keys() {
         "state_entries_per_node",
         "state_entries_max",
         "recovery_ms",
+        "stretch_mean",
+        "stretch_p99",
         "drops",
     ] {
         assert!(rows[0].get(key).is_some(), "missing {key} in {out}");
@@ -220,6 +222,15 @@ fn bad_arguments_name_the_value() {
     let e = err(&|a| a.fail = vec!["0.1-0.2@0.5".into(), "0.2-0.1@0.7".into()]);
     assert!(
         e.contains("`0.2-0.1@0.7`") && e.contains("already cut"),
+        "{e}"
+    );
+    let e = err(&|a| a.fail_node = vec!["0.99@0.5".into()]);
+    assert!(e.contains("`0.99` is not a node"), "{e}");
+    let e = err(&|a| a.fail_node = vec!["0.3".into()]);
+    assert!(e.contains("expected NODE@SECONDS"), "{e}");
+    let e = err(&|a| a.fail_node = vec!["0.3@0.2".into(), "0.3@0.4".into()]);
+    assert!(
+        e.contains("`0.3@0.4`") && e.contains("already fails"),
         "{e}"
     );
     let e = err(&|a| a.load = "/nonexistent/tm.toml".into());

@@ -194,7 +194,9 @@ fn config(duration_s: u64, failures: Vec<(usize, u64)>) -> RunConfig {
         warmup_ns: 1_000_000_000,
         seed: 1,
         failures,
+        node_failures: vec![],
         detect: Detect::Carrier,
+        progress: false,
     }
 }
 
@@ -398,4 +400,63 @@ fn zoned_topologies_run() {
         "{:?}",
         m.drops
     );
+}
+
+#[test]
+fn stretch_is_one_on_least_delay_paths_and_more_on_fewest_hops() {
+    // A flat grid, every link 2 ms: the fewest hops are the least delay.
+    let t = Topology::from_spec("grid:6x6", 1).unwrap();
+    let r = run(
+        &t,
+        &LoadSpec::Uniform,
+        0.5,
+        &config(3, vec![]),
+        Mode::Shortest,
+    );
+    let s = r.result.stretch;
+    assert!(s.packets > 1000, "{s:?}");
+    assert_eq!((s.min, s.mean, s.max), (Some(1.0), Some(1.0), Some(1.0)));
+    // NSFNET's links differ in delay (4-20 ms): fewest hops is not always least delay,
+    // and never better than it.
+    let r = run(
+        &nsfnet(),
+        &LoadSpec::Uniform,
+        1.0,
+        &config(3, vec![]),
+        Mode::Shortest,
+    );
+    let s = r.result.stretch;
+    eprintln!("{s:?}");
+    assert_eq!(
+        s.packets, r.result.metrics.delivered,
+        "every source sampled"
+    );
+    assert_eq!(s.min, Some(1.0));
+    let (mean, p99, max) = (s.mean.unwrap(), s.p99.unwrap(), s.max.unwrap());
+    assert!(mean > 1.0 && p99 >= mean && max >= p99, "{s:?}");
+}
+
+#[test]
+fn a_dead_node_goes_silent_and_traffic_around_it_recovers() {
+    let t = nsfnet();
+    // Pittsburgh: on the paths between the western and eastern nodes.
+    let dead = t.find("0.9").unwrap();
+    let degree = t.adjacency()[dead].len() as u64;
+    let mut cfg = config(6, vec![]);
+    cfg.node_failures = vec![(dead, 3_000_000_000)];
+    let r = run(&t, &LoadSpec::Uniform, 1.0, &cfg, Mode::Shortest);
+    conserved(&r.result);
+    // Carrier: each neighbour hears of its own link, the dead node of nothing.
+    assert_eq!(r.seen.link_downs, degree);
+    assert_eq!(r.result.state_entries[dead], 0, "its router is gone");
+    let m = &r.result.metrics;
+    let f = &m.failures[0];
+    assert!(f.crossing.len() > 5, "{}", f.crossing.len());
+    let dead = dead as u32;
+    assert!(f.crossing.iter().all(|&(s, d)| s != dead && d != dead));
+    // Its own traffic is lost for good; everyone else's moves within a hello.
+    assert!(m.drops.link_down + m.drops.no_route > 100, "{:?}", m.drops);
+    assert!(m.recovery_ms().expect("recovers") <= 100.0);
+    assert!(m.recovery_all_ms().expect("settles") <= 200.0);
+    assert_eq!(m.affected_flows(), f.crossing.len());
 }

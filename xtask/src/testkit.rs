@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
 
-use crate::{cargo, cmd};
+use crate::{cargo, cmd, testbed::Testbed};
 
 /// Fails (never skips) when not root: `what` (e.g. "routing tests") create network
 /// namespaces and attach XDP programs.
@@ -36,4 +36,22 @@ pub fn matrix_json(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Pings `addr` (IPv4 or IPv6) `count` times from namespace `ns`: how many replies came.
+pub fn ping_received(tb: &Testbed, ns: &str, addr: &str, count: u32) -> u32 {
+    let count = count.to_string();
+    let mut args = vec!["ping", "-c", &count, "-i", "0.1", "-W", "1", "-q"];
+    if addr.contains(':') {
+        args.insert(1, "-6");
+    }
+    args.push(addr);
+    let out = tb.exec(ns, &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no ping summary in:\n{text}"))
 }

@@ -221,24 +221,6 @@ fn wait_neighbours(tb: &Testbed, agents: &mut Agents, want: &[usize]) {
     }
 }
 
-/// Pings `count` times; returns how many replies came back.
-fn ping(tb: &Testbed, ns: &str, addr: &str, count: u32) -> u32 {
-    let count = count.to_string();
-    let mut args = vec!["ping", "-c", &count, "-i", "0.1", "-W", "1", "-q"];
-    if addr.contains(':') {
-        args.insert(1, "-6");
-    }
-    args.push(addr);
-    let out = tb.exec(ns, &args);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once("transmitted, ")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no ping summary in:\n{text}"))
-}
-
 /// A 2 s iperf3 TCP transfer; returns the bytes the server received.
 fn tcp_transfer(tb: &Testbed, client_ns: &str, server_ns: &str, server_addr: &str) -> u64 {
     struct KillOnDrop(Child);
@@ -323,7 +305,7 @@ fn config_gen_round_trips_into_agents_that_come_up_and_route() {
     // No static routes: a learns d's prefixes and a path from the adverts.
     let (src, dst) = (&tb.node("a").workloads[0], &tb.node("d").workloads[0]);
     let start = Instant::now();
-    while ping(&tb, &src.netns, &dst.addr.to_string(), 1) == 0 {
+    while testkit::ping_received(&tb, &src.netns, &dst.addr.to_string(), 1) == 0 {
         agents.check_alive();
         assert!(
             start.elapsed() < ROUTE_TIMEOUT,
@@ -333,12 +315,12 @@ fn config_gen_round_trips_into_agents_that_come_up_and_route() {
         );
     }
     assert_eq!(
-        ping(&tb, &src.netns, &dst.addr.to_string(), 10),
+        testkit::ping_received(&tb, &src.netns, &dst.addr.to_string(), 10),
         10,
         "IPv4 ping a/w0 -> d/w0"
     );
     assert_eq!(
-        ping(&tb, &src.netns, &dst.addr6.to_string(), 10),
+        testkit::ping_received(&tb, &src.netns, &dst.addr6.to_string(), 10),
         10,
         "IPv6 ping a/w0 -> d/w0"
     );

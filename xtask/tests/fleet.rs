@@ -55,25 +55,6 @@ fn sysctl(tb: &Testbed, ns: &str, key: &str) -> String {
     run_ok(tb, ns, &["cat", &path]).trim().to_string()
 }
 
-/// Pings `count` times; returns how many replies came back.
-fn ping(tb: &Testbed, ns: &str, addr: &str, count: u32) -> u32 {
-    let v6 = addr.contains(':');
-    let count_s = count.to_string();
-    let mut args = vec!["ping", "-c", &count_s, "-i", "0.1", "-W", "1", "-q"];
-    if v6 {
-        args.insert(1, "-6");
-    }
-    args.push(addr);
-    let out = tb.exec(ns, &args);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            let (_, rest) = l.split_once("transmitted, ")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no ping summary in:\n{text}"))
-}
-
 /// A TCP transfer with iperf3; returns bytes received by the server.
 fn tcp_transfer(tb: &Testbed, client_ns: &str, server_ns: &str, server_addr: &str) -> u64 {
     tcp_transfer_streams(tb, client_ns, server_ns, server_addr, 1)
@@ -150,12 +131,12 @@ fn line_ping_and_tcp_cross_two_xdp_relays() {
     let before: Vec<Value> = ["a", "b", "c", "d"].iter().map(|n| stats(&tb, n)).collect();
 
     assert_eq!(
-        ping(&tb, &src.netns, &dst.addr.to_string(), 10),
+        testkit::ping_received(&tb, &src.netns, &dst.addr.to_string(), 10),
         10,
         "IPv4 ping a/w0 -> d/w0"
     );
     assert_eq!(
-        ping(&tb, &src.netns, &dst.addr6.to_string(), 10),
+        testkit::ping_received(&tb, &src.netns, &dst.addr6.to_string(), 10),
         10,
         "IPv6 ping a/w0 -> d/w0"
     );
@@ -250,7 +231,7 @@ fn forced_loop(tap_a_b: bool) {
     let before = [stats(&tb, "a"), stats(&tb, "b"), stats(&tb, "d")];
     let sent = 5;
     assert_eq!(
-        ping(&tb, &src, &dst, sent),
+        testkit::ping_received(&tb, &src, &dst, sent),
         0,
         "a looped packet must never arrive"
     );
@@ -302,8 +283,14 @@ fn two_subnet_relay_forwards_between_its_interfaces() {
     let (src, dst) = (&tb.node("a").workloads[0], &tb.node("b").workloads[0]);
 
     let before = stats(&tb, "r");
-    assert_eq!(ping(&tb, &src.netns, &dst.addr.to_string(), 10), 10);
-    assert_eq!(ping(&tb, &src.netns, &dst.addr6.to_string(), 10), 10);
+    assert_eq!(
+        testkit::ping_received(&tb, &src.netns, &dst.addr.to_string(), 10),
+        10
+    );
+    assert_eq!(
+        testkit::ping_received(&tb, &src.netns, &dst.addr6.to_string(), 10),
+        10
+    );
     let bytes = tcp_transfer(&tb, &src.netns, &dst.netns, &dst.addr.to_string());
     assert!(bytes > 1_000_000, "TCP moved only {bytes} bytes");
     let after = stats(&tb, "r");
@@ -345,7 +332,10 @@ fn diamond_delivers_with_two_equal_next_hops() {
 
     let (src, dst) = (&tb.node("a").workloads[0], &tb.node("d").workloads[0]);
     let before = [stats(&tb, "b"), stats(&tb, "c")];
-    assert_eq!(ping(&tb, &src.netns, &dst.addr.to_string(), 5), 5);
+    assert_eq!(
+        testkit::ping_received(&tb, &src.netns, &dst.addr.to_string(), 5),
+        5
+    );
     // 16 TCP connections differ in source port, hence in flow hash: with two equal next
     // hops, all 16 land on one relay with probability 2^-15.
     let bytes = tcp_transfer_streams(&tb, &src.netns, &dst.netns, &dst.addr.to_string(), 16);
